@@ -1,0 +1,1 @@
+"""Detectors: backbones with a linear head; data loading, training, testing and reports."""

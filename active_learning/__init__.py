@@ -1,0 +1,1 @@
+"""Bayesian active learning with Monte Carlo dropout: acquisition scores, selection, the loop."""

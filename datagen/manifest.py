@@ -1,0 +1,208 @@
+"""The dataset manifest: ``manifest.csv``, the one index every component reads.
+
+Columns ``path,label,source,split`` and optionally ``family``. ``path`` is relative to the
+dataset root (the folder holding the manifest), ``label`` is 0 for real and 1 for fake,
+``split`` is ``train`` or ``val``. Rows are written sorted by path so the file is deterministic.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from datagen.errors import UserError
+from datagen.fileio import atomic_write_text
+
+MANIFEST_NAME = "manifest.csv"
+REAL, FAKE = 0, 1
+LABEL_NAMES = {REAL: "real", FAKE: "fake"}
+SPLITS = ("train", "val")
+FAMILIES = ("real", "gan", "diffusion", "autoregressive", "unknown")
+REQUIRED_COLUMNS = ("path", "label", "source", "split")
+ALL_COLUMNS = (*REQUIRED_COLUMNS, "family")
+MAX_REPORTED_ERRORS = 5
+
+
+class ManifestError(UserError):
+    """A manifest that cannot be read or fails validation; the message names file and rows."""
+
+
+@dataclass(frozen=True, order=True)
+class ManifestRow:
+    """One image of the dataset."""
+
+    path: str
+    label: int
+    source: str
+    split: str
+    family: str | None = None
+
+    @property
+    def is_fake(self) -> bool:
+        return self.label == FAKE
+
+
+def _row_problems(row: ManifestRow, root: Path | None) -> list[str]:
+    """Return the problems of one row (empty when valid)."""
+    problems = []
+    posix = PurePosixPath(row.path)
+    if not row.path:
+        problems.append("empty path")
+    elif posix.is_absolute() or ".." in posix.parts or "\\" in row.path:
+        problems.append(f"path '{row.path}' must be relative to the dataset root, without '..'")
+    elif root is not None and not (root / row.path).is_file():
+        problems.append(f"missing image '{row.path}' (not found under {root})")
+    if row.label not in LABEL_NAMES:
+        problems.append(f"unknown label '{row.label}' (expected 0 = real or 1 = fake)")
+    if row.split not in SPLITS:
+        problems.append(f"unknown split '{row.split}' (expected one of {', '.join(SPLITS)})")
+    if not row.source:
+        problems.append("empty source")
+    if row.family is not None and row.family not in FAMILIES:
+        problems.append(f"unknown family '{row.family}' (expected one of {', '.join(FAMILIES)})")
+    return problems
+
+
+def _raise_if_problems(problems: list[str], origin: str) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_REPORTED_ERRORS]
+    more = len(problems) - len(shown)
+    tail = f"\n  ... and {more} more" if more else ""
+    raise ManifestError(f"{origin}: invalid manifest:\n  " + "\n  ".join(shown) + tail)
+
+
+def validate_rows(
+    rows: Sequence[ManifestRow], root: Path | None = None, origin: str = MANIFEST_NAME
+) -> None:
+    """Check labels, splits, families, duplicate paths and (with ``root``) that files exist.
+
+    ``origin`` names the file in the error message; problems are reported by 1-based line number
+    of the CSV file (the header is line 1).
+    """
+    problems: list[str] = []
+    first_line: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        line = index + 2
+        for problem in _row_problems(row, root):
+            problems.append(f"line {line}: {problem}")
+        if row.path in first_line:
+            problems.append(
+                f"line {line}: duplicate path '{row.path}' (first on line {first_line[row.path]})"
+            )
+        else:
+            first_line[row.path] = line
+    _raise_if_problems(problems, origin)
+
+
+def _parse_label(text: str) -> int:
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else -1
+
+
+def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
+    """Read and validate ``path`` (a manifest file, or a dataset folder holding one).
+
+    With ``check_files`` every listed image must exist under the manifest's folder.
+    Raises :class:`ManifestError` naming the file and the first offending lines.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(
+            f"{path}: manifest not found; build one with `python -m datagen.build_manifest` "
+            "or generate the demo dataset with `python -m datagen.make_demo_dataset`"
+        )
+    text = path.read_text(encoding="utf-8")
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ManifestError(
+            f"{path}: line 1: missing column(s) {', '.join(missing)}; "
+            f"expected header {','.join(REQUIRED_COLUMNS)}[,family]"
+        )
+    unknown = [c for c in header if c not in ALL_COLUMNS]
+    if unknown:
+        raise ManifestError(f"{path}: line 1: unknown column(s) {', '.join(unknown)}")
+    rows = []
+    problems = []
+    for index, record in enumerate(reader):
+        if None in record or any(record.get(c) is None for c in REQUIRED_COLUMNS):
+            problems.append(f"line {index + 2}: wrong number of fields")
+            continue
+        family = (record.get("family") or "").strip() or None
+        rows.append(
+            ManifestRow(
+                path=record["path"].strip(),
+                label=_parse_label(record["label"]),
+                source=record["source"].strip(),
+                split=record["split"].strip(),
+                family=family,
+            )
+        )
+    _raise_if_problems(problems, str(path))
+    validate_rows(rows, root=path.parent if check_files else None, origin=str(path))
+    return rows
+
+
+def format_manifest(rows: Iterable[ManifestRow]) -> str:
+    """Render rows as manifest CSV text, sorted by path; ``family`` only when some row has one."""
+    rows = sorted(rows, key=lambda r: r.path)
+    with_family = any(r.family is not None for r in rows)
+    columns = ALL_COLUMNS if with_family else REQUIRED_COLUMNS
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        values = [r.path, r.label, r.source, r.split]
+        if with_family:
+            values.append(r.family or "unknown")
+        writer.writerow(values)
+    return buffer.getvalue()
+
+
+def write_manifest(rows: Iterable[ManifestRow], path: Path, check_files: bool = True) -> Path:
+    """Validate ``rows`` and write them to ``path`` (a file, or a folder) atomically.
+
+    Returns the manifest file's path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    rows = sorted(rows, key=lambda r: r.path)
+    validate_rows(rows, root=path.parent if check_files else None, origin=str(path))
+    atomic_write_text(path, format_manifest(rows))
+    return path
+
+
+def select(
+    rows: Iterable[ManifestRow],
+    split: str | None = None,
+    label: int | None = None,
+    sources: Iterable[str] | None = None,
+) -> list[ManifestRow]:
+    """Rows of one split, label and/or set of sources."""
+    if split is not None and split not in SPLITS:
+        raise UserError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    wanted = set(sources) if sources is not None else None
+    return [
+        r
+        for r in rows
+        if (split is None or r.split == split)
+        and (label is None or r.label == label)
+        and (wanted is None or r.source in wanted)
+    ]
+
+
+def summarize(rows: Iterable[ManifestRow]) -> dict[str, dict[str, dict[str, int]]]:
+    """Counts per split, source and label: ``{split: {source: {"real": n, "fake": m}}}``."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for r in rows:
+        per_source = out.setdefault(r.split, {}).setdefault(r.source, {"real": 0, "fake": 0})
+        per_source[LABEL_NAMES[r.label]] += 1
+    return {s: dict(sorted(v.items())) for s, v in sorted(out.items())}

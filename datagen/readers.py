@@ -1,0 +1,144 @@
+"""Turn other dataset layouts into manifest rows.
+
+* ``0_real``/``1_fake`` generator folders (CNNDetection / UniversalFakeDetect test sets,
+  ``--data_mode wang2020``), possibly with category folders in between
+  (``progan/airplane/0_real``).
+* The original project's ``MetaData/{train,val}/<source>.csv`` files, lines ``"<path> <label>"``
+  where, careful, ``0`` meant fake and ``1`` meant real.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from datagen.errors import UserError
+from datagen.families import infer_family
+from datagen.manifest import FAKE, REAL, SPLITS, ManifestError, ManifestRow
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+CLASS_FOLDERS = {"0_real": REAL, "1_fake": FAKE}
+# The original MetaData CSVs wrote 0 for fake and 1 for real.
+ORIGINAL_CSV_LABELS = {"0": FAKE, "1": REAL}
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a file whose last suffix is a known image type (any number of dots in the name)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def walk_images(folder: Path) -> Iterator[Path]:
+    """All image files under ``folder``, in sorted order (independent of ``os.listdir`` order)."""
+    for current, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(current) / name
+            if is_image_file(path):
+                yield path
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError as exc:
+        raise UserError(f"{path}: image lies outside the dataset root {root}") from exc
+
+
+def rows_from_class_folders(
+    folder: Path, split: str = "val", root: Path | None = None
+) -> list[ManifestRow]:
+    """Rows for a ``<generator>/[<category>/]{0_real,1_fake}/*`` tree.
+
+    ``source`` is the generator folder (the first folder below ``folder``), or ``folder``'s own
+    name when ``0_real``/``1_fake`` sit directly inside it. Paths are relative to ``root``
+    (default: ``folder``).
+    """
+    folder = Path(folder)
+    root = Path(root) if root is not None else folder
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found")
+    rows = []
+    for image in walk_images(folder):
+        parts = image.relative_to(folder).parts
+        class_positions = [i for i, p in enumerate(parts[:-1]) if p in CLASS_FOLDERS]
+        if not class_positions:
+            continue
+        position = class_positions[-1]
+        label = CLASS_FOLDERS[parts[position]]
+        source = parts[0] if position > 0 else folder.name
+        rows.append(
+            ManifestRow(
+                path=_relative(image, root),
+                label=label,
+                source=source,
+                split=split,
+                family=infer_family(source, label),
+            )
+        )
+    if not rows:
+        raise UserError(
+            f"{folder}: no images found in 0_real/1_fake folders; expected "
+            "<generator>/0_real/*.png and <generator>/1_fake/*.png"
+        )
+    return rows
+
+
+def _dataset_relative(raw_path: str, root: Path) -> str:
+    """Map a path written by the original scripts to one relative to the dataset root.
+
+    They wrote ``<where the dataset was>/ImageData/...``; everything from ``ImageData`` on is kept.
+    Other paths are taken relative to ``root`` (absolute ones must lie inside it).
+    """
+    posix = PurePosixPath(raw_path.replace("\\", "/"))
+    parts = posix.parts
+    if "ImageData" in parts:
+        return PurePosixPath(*parts[parts.index("ImageData") :]).as_posix()
+    if posix.is_absolute():
+        return _relative(Path(raw_path), root)
+    return PurePosixPath(*[p for p in parts if p != "."]).as_posix()
+
+
+def rows_from_original_metadata(metadata_dir: Path, root: Path | None = None) -> list[ManifestRow]:
+    """Rows from ``MetaData/{train,val}/*.csv`` (``"<path> <label>"``, 0 = fake, 1 = real).
+
+    ``source`` is the CSV's file name without ``.csv``; ``split`` its folder.
+    ``root`` defaults to the folder holding ``MetaData``.
+    """
+    metadata_dir = Path(metadata_dir)
+    root = Path(root) if root is not None else metadata_dir.parent
+    if not metadata_dir.is_dir():
+        raise UserError(f"{metadata_dir}: MetaData folder not found")
+    csv_files = [
+        (split, csv_path)
+        for split in SPLITS
+        if (metadata_dir / split).is_dir()
+        for csv_path in sorted((metadata_dir / split).glob("*.csv"))
+    ]
+    if not csv_files:
+        raise UserError(f"{metadata_dir}: no train/*.csv or val/*.csv files found")
+    rows = []
+    for split, csv_path in csv_files:
+        source = csv_path.stem
+        for number, line in enumerate(csv_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            raw_path, _, raw_label = line.strip().rpartition(" ")
+            if raw_label.strip() not in ORIGINAL_CSV_LABELS or not raw_path:
+                raise ManifestError(
+                    f"{csv_path}: line {number}: expected '<path> <label>' with label 0 (fake) "
+                    f"or 1 (real), got {line.strip()!r}"
+                )
+            label = ORIGINAL_CSV_LABELS[raw_label.strip()]
+            rows.append(
+                ManifestRow(
+                    path=_dataset_relative(raw_path.strip(), root),
+                    label=label,
+                    source=source,
+                    split=split,
+                    family=infer_family(source, label),
+                )
+            )
+    return rows
