@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--split", choices=SPLITS, default="val", help="split for --layout wang2020 (default val)"
     )
-    parser.add_argument("--out", type=Path, help=f"manifest to write (default ROOT/{MANIFEST_NAME})")
+    parser.add_argument(
+        "--out", type=Path, help=f"manifest to write (default ROOT/{MANIFEST_NAME})"
+    )
     parser.add_argument("--check", action="store_true", help="only validate ROOT's manifest")
     return parser
 

@@ -14,7 +14,7 @@ from datagen.errors import UserError
 
 
 def ensure_writable_dir(path: Path, flag: str = "--out") -> Path:
-    """Create ``path`` if needed and check it is a writable folder, else raise :class:`UserError`."""
+    """Create ``path`` if needed; raise :class:`UserError` unless it is a writable folder."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path}: exists and is not a folder; choose another path")
