@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datagen.errors import UserError, exit_on_user_error
-from datagen.manifest import MANIFEST_NAME, SPLITS, read_manifest, summarize, write_manifest
+from datagen.manifest import (
+    MANIFEST_NAME,
+    SPLITS,
+    read_manifest,
+    summarize,
+    validate_rows,
+    write_manifest,
+)
 from datagen.readers import rows_from_class_folders, rows_from_original_metadata
 
 LAYOUTS = ("wang2020", "metadata")
@@ -66,8 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = rows_from_class_folders(root, split=args.split, root=root)
     else:
         rows = rows_from_original_metadata(root / "MetaData", root=root)
-    out = args.out or root / MANIFEST_NAME
-    written = write_manifest(rows, out, check_files=out.parent.resolve() == root.resolve())
+    out: Path = args.out or root / MANIFEST_NAME
+    if out.is_dir():
+        out = out / MANIFEST_NAME
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} not found")
+    # Paths are relative to ROOT, so check the images there even when the manifest goes elsewhere.
+    validate_rows(rows, root=root, origin=str(out))
+    try:
+        written = write_manifest(rows, out, check_files=False)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write the manifest ({exc.strerror or exc})") from exc
     _print_summary(summarize(rows))
     print(f"wrote {written} ({len(rows)} rows)")
     return 0

@@ -45,8 +45,11 @@ class ManifestRow:
         return self.label == FAKE
 
 
-def _row_problems(row: ManifestRow, root: Path | None) -> list[str]:
-    """Return the problems of one row (empty when valid)."""
+def _row_problems(row: ManifestRow, root: Path | None, raw_label: str | None = None) -> list[str]:
+    """Return the problems of one row (empty when valid).
+
+    ``raw_label`` is the label as written in the file, quoted in the message when it is invalid.
+    """
     problems = []
     posix = PurePosixPath(row.path)
     if not row.path:
@@ -55,8 +58,9 @@ def _row_problems(row: ManifestRow, root: Path | None) -> list[str]:
         problems.append(f"path '{row.path}' must be relative to the dataset root, without '..'")
     elif root is not None and not (root / row.path).is_file():
         problems.append(f"missing image '{row.path}' (not found under {root})")
-    if row.label not in LABEL_NAMES:
-        problems.append(f"unknown label '{row.label}' (expected 0 = real or 1 = fake)")
+    if row.label not in LABEL_NAMES or isinstance(row.label, bool):
+        shown = row.label if raw_label is None else raw_label
+        problems.append(f"unknown label '{shown}' (expected 0 = real or 1 = fake)")
     if row.split not in SPLITS:
         problems.append(f"unknown split '{row.split}' (expected one of {', '.join(SPLITS)})")
     if not row.source:
@@ -75,6 +79,29 @@ def _raise_if_problems(problems: list[str], origin: str) -> None:
     raise ManifestError(f"{origin}: invalid manifest:\n  " + "\n  ".join(shown) + tail)
 
 
+def _rows_problems(
+    rows: Sequence[ManifestRow],
+    root: Path | None,
+    lines: Sequence[int] | None = None,
+    raw_labels: Sequence[str] | None = None,
+) -> list[tuple[int, str]]:
+    """``(line, problem)`` pairs for ``rows``; ``lines`` defaults to header + 1-based order."""
+    problems: list[tuple[int, str]] = []
+    first_line: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        line = lines[index] if lines is not None else index + 2
+        raw_label = raw_labels[index] if raw_labels is not None else None
+        for problem in _row_problems(row, root, raw_label):
+            problems.append((line, problem))
+        if row.path in first_line:
+            problems.append(
+                (line, f"duplicate path '{row.path}' (first on line {first_line[row.path]})")
+            )
+        else:
+            first_line[row.path] = line
+    return problems
+
+
 def validate_rows(
     rows: Sequence[ManifestRow], root: Path | None = None, origin: str = MANIFEST_NAME
 ) -> None:
@@ -83,24 +110,15 @@ def validate_rows(
     ``origin`` names the file in the error message; problems are reported by 1-based line number
     of the CSV file (the header is line 1).
     """
-    problems: list[str] = []
-    first_line: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        line = index + 2
-        for problem in _row_problems(row, root):
-            problems.append(f"line {line}: {problem}")
-        if row.path in first_line:
-            problems.append(
-                f"line {line}: duplicate path '{row.path}' (first on line {first_line[row.path]})"
-            )
-        else:
-            first_line[row.path] = line
-    _raise_if_problems(problems, origin)
+    problems = _rows_problems(rows, root)
+    _raise_if_problems([f"line {line}: {problem}" for line, problem in problems], origin)
 
 
 def _parse_label(text: str) -> int:
+    """The integer a label cell holds, or -1 when it is not a plain ASCII integer."""
     text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else -1
+    digits = text[1:] if text.startswith(("+", "-")) else text
+    return int(text) if digits.isascii() and digits.isdigit() else -1
 
 
 def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
@@ -117,9 +135,18 @@ def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
             f"{path}: manifest not found; build one with `python -m datagen.build_manifest` "
             "or generate the demo dataset with `python -m datagen.make_demo_dataset`"
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first column.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from exc
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: line 1: cannot parse the header ({exc})") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ManifestError(
@@ -129,11 +156,25 @@ def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
     unknown = [c for c in header if c not in ALL_COLUMNS]
     if unknown:
         raise ManifestError(f"{path}: line 1: unknown column(s) {', '.join(unknown)}")
-    rows = []
-    problems = []
-    for index, record in enumerate(reader):
-        if None in record or any(record.get(c) is None for c in REQUIRED_COLUMNS):
-            problems.append(f"line {index + 2}: wrong number of fields")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise ManifestError(f"{path}: line 1: repeated column(s) {', '.join(repeated)}")
+    rows: list[ManifestRow] = []
+    lines: list[int] = []
+    raw_labels: list[str] = []
+    problems: list[tuple[int, str]] = []
+    records = iter(reader)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ManifestError(f"{path}: line {reader.line_num}: cannot parse ({exc})") from exc
+        # DictReader skips blank lines, so count lines with the reader, not by enumeration.
+        line = reader.line_num
+        if None in record or any(value is None for value in record.values()):
+            problems.append((line, "wrong number of fields"))
             continue
         family = (record.get("family") or "").strip() or None
         rows.append(
@@ -145,8 +186,12 @@ def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
                 family=family,
             )
         )
-    _raise_if_problems(problems, str(path))
-    validate_rows(rows, root=path.parent if check_files else None, origin=str(path))
+        lines.append(line)
+        raw_labels.append(record["label"].strip())
+    root = path.parent if check_files else None
+    problems += _rows_problems(rows, root, lines=lines, raw_labels=raw_labels)
+    problems.sort(key=lambda item: item[0])
+    _raise_if_problems([f"line {line}: {problem}" for line, problem in problems], str(path))
     return rows
 
 

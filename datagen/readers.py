@@ -29,9 +29,12 @@ def is_image_file(path: Path) -> bool:
 
 
 def walk_images(folder: Path) -> Iterator[Path]:
-    """All image files under ``folder``, in sorted order (independent of ``os.listdir`` order)."""
+    """All image files under ``folder``, in sorted order (independent of ``os.listdir`` order).
+
+    Hidden folders (``.cache``, ``.git``...) are skipped, like hidden files.
+    """
     for current, dirs, files in os.walk(folder):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(current) / name
             if is_image_file(path):
@@ -39,6 +42,11 @@ def walk_images(folder: Path) -> Iterator[Path]:
 
 
 def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``, as written (an image may be a symlink to elsewhere)."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:
+        pass
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError as exc:
@@ -68,7 +76,8 @@ def rows_from_class_folders(
             continue
         position = class_positions[-1]
         label = CLASS_FOLDERS[parts[position]]
-        source = parts[0] if position > 0 else folder.name
+        # abspath: ``folder`` may be "." or end in "..", whose .name is not the folder's name.
+        source = parts[0] if position > 0 else Path(os.path.abspath(folder)).name
         rows.append(
             ManifestRow(
                 path=_relative(image, root),
@@ -122,10 +131,16 @@ def rows_from_original_metadata(metadata_dir: Path, root: Path | None = None) ->
     rows = []
     for split, csv_path in csv_files:
         source = csv_path.stem
-        for number, line in enumerate(csv_path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = csv_path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{csv_path}: not a UTF-8 text file ({exc.reason})") from exc
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            raw_path, _, raw_label = line.strip().rpartition(" ")
+            # The last whitespace-separated field is the label (a path may contain spaces).
+            fields = line.strip().rsplit(maxsplit=1)
+            raw_path, raw_label = fields if len(fields) == 2 else ("", "")
             if raw_label.strip() not in ORIGINAL_CSV_LABELS or not raw_path:
                 raise ManifestError(
                     f"{csv_path}: line {number}: expected '<path> <label>' with label 0 (fake) "
