@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -163,6 +164,37 @@ def test_crlf_line_endings_are_accepted(dataset):
     path = dataset / MANIFEST_NAME
     path.write_bytes(f"{HEADER}\r\nreal/a.jpg,0,cc3m,train\r\n".encode())
     assert read_manifest(path) == [ManifestRow("real/a.jpg", REAL, "cc3m", "train")]
+
+
+def test_write_goes_through_a_temp_file_and_a_rename(dataset, rows, monkeypatch):
+    renames = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        renames.append((Path(src), Path(dst), Path(src).read_bytes()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    path = write_manifest(rows, dataset)
+    ((src, dst, data),) = renames
+    assert dst == path
+    assert src.parent == dataset
+    assert src.name.startswith(f".{MANIFEST_NAME}.")
+    assert data == path.read_bytes() == format_manifest(rows).encode()
+
+
+def test_interrupted_write_keeps_the_previous_manifest(dataset, rows, monkeypatch):
+    path = write_manifest(rows[:2], dataset)
+    before = path.read_bytes()
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_manifest(rows, dataset)
+    assert path.read_bytes() == before
+    assert stray_temp_files(dataset) == []
 
 
 def test_written_file_leaves_no_temp_files(dataset, rows):
