@@ -1,0 +1,98 @@
+"""Detector checkpoints: safetensors tensors plus a JSON header in the file's metadata.
+
+The header records arch, weights, preprocessing, dropout, threshold and training options, so a
+checkpoint rebuilds its detector alone. A frozen pretrained backbone is not stored (the head
+only); a randomly initialised or fine-tuned backbone is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from datagen.errors import UserError
+from datagen.fileio import atomic_path
+from UniversalFakeDetect.models.detector import Detector
+from UniversalFakeDetect.models.registry import build_backbone
+
+HEADER_KEY = "rfd_header"
+FORMAT_VERSION = 1
+
+
+def stores_backbone(detector: Detector) -> bool:
+    """A frozen pretrained backbone can be rebuilt from its weights; anything else is stored."""
+    return not (detector.fix_backbone and detector.weights == "pretrained")
+
+
+def detector_header(detector: Detector, **extra: Any) -> dict[str, Any]:
+    """The JSON header of ``detector``'s checkpoint; ``extra`` adds preprocessing, options..."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "arch": detector.arch,
+        "weights": detector.weights,
+        "fix_backbone": detector.fix_backbone,
+        "dropout": detector.dropout.p,
+        "width": detector.width,
+        "stores_backbone": stores_backbone(detector),
+        **extra,
+    }
+
+
+def save_checkpoint(detector: Detector, path: Path, **extra: Any) -> Path:
+    """Write ``detector`` to ``path`` atomically (head only for a frozen pretrained backbone)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in detector.state_dict().items()}
+    if not stores_backbone(detector):
+        state = {k: v for k, v in state.items() if k.startswith("fc.")}
+    header = detector_header(detector, **extra)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
+    return path
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a checkpoint, or a clear error for a file that is not one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--ckpt {path}: file not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"--ckpt {path}: not a safetensors checkpoint ({exc})") from exc
+    if HEADER_KEY not in metadata:
+        raise UserError(f"--ckpt {path}: safetensors file without a detector header")
+    return json.loads(metadata[HEADER_KEY])
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Detector, dict[str, Any]]:
+    """Rebuild the detector stored in ``path``; returns it (eval mode) with its header."""
+    header = read_header(path)
+    image_size = header.get("image_size_override")
+    backbone = build_backbone(header["arch"], weights=header["weights"], image_size=image_size)
+    detector = Detector(backbone, dropout=header["dropout"], fix_backbone=header["fix_backbone"])
+    state = load_file(str(path))
+    strict = header["stores_backbone"]
+    missing, unexpected = detector.load_state_dict(state, strict=False)
+    if unexpected or (strict and missing) or any(k.startswith("fc.") for k in missing):
+        raise UserError(
+            f"--ckpt {path}: tensors do not match arch {header['arch']} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return detector.to(device).eval(), header
+
+
+def torch_load_untrusted(path: Path) -> dict[str, torch.Tensor]:
+    """Load a ``.pth`` state dict from an untrusted source (tensors only, no pickled code)."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad or unsafe file
+        raise UserError(f"{path}: cannot load as a weights-only state dict ({exc})") from exc

@@ -1,0 +1,1 @@
+"""Data for the detectors: where the dataset is, image datasets over the manifest, transforms."""

@@ -1,0 +1,1 @@
+"""Backbones (the ``--arch`` registry) and the detector built on them."""

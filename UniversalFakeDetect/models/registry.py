@@ -1,0 +1,174 @@
+"""The ``--arch`` registry: one table from name to backbone builder, width and normalisation.
+
+Heavy imports (torchvision models, open_clip) happen inside the builders, so ``--help`` and
+argument checking stay fast. Pretrained weights are the default; ``weights="none"`` builds a
+randomly initialised backbone, and a failed download stops with a message instead of silently
+continuing with random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from datagen.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+WEIGHT_CHOICES = ("pretrained", "none")
+
+
+class WeightsUnavailableError(UserError):
+    """Pretrained weights could not be loaded (offline, or not in the local cache)."""
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How to build one ``--arch``: its source, feature width and input normalisation."""
+
+    name: str
+    source: str  # "torchvision" or "open_clip"
+    model_name: str
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    native_size: int = 224  # the input size the pretrained weights were trained at
+
+
+@dataclass
+class Backbone:
+    """A feature extractor: ``module(images) -> [B, width]`` for normalised images."""
+
+    module: nn.Module
+    spec: ArchSpec
+    weights: str
+
+    @property
+    def width(self) -> int:
+        return self.spec.width
+
+
+def _imagenet(name: str, width: int) -> ArchSpec:
+    return ArchSpec(f"Imagenet:{name}", "torchvision", name, width, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _clip(name: str, width: int) -> ArchSpec:
+    return ArchSpec(f"CLIP:{name}", "open_clip", name, width, CLIP_MEAN, CLIP_STD)
+
+
+ARCHS: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        _imagenet("resnet18", 512),
+        _imagenet("resnet34", 512),
+        _imagenet("resnet50", 2048),
+        _imagenet("resnet101", 2048),
+        _imagenet("resnet152", 2048),
+        _imagenet("vgg11", 4096),
+        _imagenet("vgg19", 4096),
+        _imagenet("vit_b_16", 768),
+        _clip("RN50", 1024),
+        _clip("RN101", 512),
+        _clip("ViT-L/14", 768),
+    )
+}
+
+
+def resolve_arch(name: str) -> ArchSpec:
+    """The spec of ``name``; an unknown name lists the valid ones and the closest match."""
+    if name in ARCHS:
+        return ARCHS[name]
+    close = difflib.get_close_matches(name, ARCHS, n=1, cutoff=0.4)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise UserError(f"--arch {name}: unknown architecture.{hint} Valid: {', '.join(ARCHS)}")
+
+
+def _strip_torchvision_head(model: nn.Module, model_name: str) -> nn.Module:
+    if model_name.startswith("resnet"):
+        model.fc = nn.Identity()
+    elif model_name.startswith("vgg"):
+        model.classifier = model.classifier[:-1]  # keep the penultimate fc (4096) and its ReLU
+    elif model_name.startswith("vit"):
+        model.heads = nn.Identity()
+    return model
+
+
+def _torchvision_weights_message(spec: ArchSpec, exc: Exception) -> str:
+    torch_home = os.environ.get("TORCH_HOME", "~/.cache/torch")
+    return (
+        f"--arch {spec.name}: could not load the ImageNet weights of torchvision's "
+        f"{spec.model_name} ({type(exc).__name__}: {exc}). They download from torchvision's "
+        f"URL into {torch_home}/hub/checkpoints; offline, copy the .pth file there (or set "
+        "TORCH_HOME), or pass --weights none to train from random initialisation."
+    )
+
+
+def _build_torchvision(spec: ArchSpec, weights: str, image_size: int | None) -> nn.Module:
+    import torchvision
+
+    if weights == "none":
+        kwargs = (
+            {"image_size": image_size} if spec.model_name.startswith("vit") and image_size else {}
+        )
+        model = torchvision.models.get_model(spec.model_name, weights=None, **kwargs)
+    else:
+        try:
+            model = torchvision.models.get_model(spec.model_name, weights="DEFAULT")
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise WeightsUnavailableError(_torchvision_weights_message(spec, exc)) from exc
+    return _strip_torchvision_head(model, spec.model_name)
+
+
+def _build_open_clip(spec: ArchSpec, weights: str, image_size: int | None) -> nn.Module:
+    import open_clip
+
+    kwargs = {"force_image_size": image_size} if image_size else {}
+    if weights == "none":
+        model = open_clip.create_model(spec.model_name, pretrained=None, **kwargs)
+    else:
+        try:
+            model = open_clip.create_model(
+                spec.model_name, pretrained="openai", require_pretrained=True, **kwargs
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise WeightsUnavailableError(
+                f"--arch {spec.name}: could not load open_clip's 'openai' weights for "
+                f"{spec.model_name} ({type(exc).__name__}: {exc}). open_clip fetches them from "
+                "the Hugging Face Hub into ~/.cache/huggingface (HF_HOME moves it); offline, "
+                "download them once on a connected machine and copy the cache, set "
+                "HF_HUB_OFFLINE=1 to use it, or pass --weights none for random weights."
+            ) from exc
+    return model.visual
+
+
+_BUILDERS: dict[str, Callable[[ArchSpec, str, int | None], nn.Module]] = {
+    "torchvision": _build_torchvision,
+    "open_clip": _build_open_clip,
+}
+
+
+def build_backbone(
+    arch: str, weights: str = "pretrained", image_size: int | None = None
+) -> Backbone:
+    """Build the backbone of ``arch`` with ``weights`` (``pretrained`` or ``none``).
+
+    ``image_size`` adapts models with a fixed input size (ViT, CLIP) to another size; it is only
+    honoured with random weights or where the model supports it.
+    """
+    spec = resolve_arch(arch)
+    if weights not in WEIGHT_CHOICES:
+        raise UserError(f"--weights {weights}: expected one of {', '.join(WEIGHT_CHOICES)}")
+    module = _BUILDERS[spec.source](spec, weights, image_size)
+    return Backbone(module=module, spec=spec, weights=weights)
+
+
+def normalisation(spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as [1, 3, 1, 1] tensors."""
+    return torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)

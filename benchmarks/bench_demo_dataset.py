@@ -1,0 +1,39 @@
+"""Time the demo dataset's generation at 64 px (the default) and 256 px; print images/s.
+
+python benchmarks/bench_demo_dataset.py [--sizes 64 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from datagen.demo import DemoConfig, generate_demo_dataset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    args = parser.parse_args()
+    print(f"torch threads: {torch.get_num_threads()}")
+    rates = {}
+    for size in args.sizes:
+        config = DemoConfig(size=size)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            generate_demo_dataset(Path(tmp) / "demo", config, progress=False)
+            seconds = time.perf_counter() - start
+        images = config.train_images + config.val_images
+        rates[size] = images / seconds
+        print(f"{size:4d} px: {images} images in {seconds:6.1f} s = {rates[size]:7.1f} images/s")
+    base = args.sizes[0]
+    for size in args.sizes[1:]:
+        print(f"{base} px is {rates[base] / rates[size]:.1f}x faster than {size} px")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The training entry point end to end on a tiny demo dataset, and its bad-input messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from datagen.demo import DemoConfig, generate_demo_dataset
+from UniversalFakeDetect import train
+from UniversalFakeDetect.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "demo"
+    config = DemoConfig(size=32, train_images=80, val_images=56)
+    return generate_demo_dataset(out, config, progress=False)
+
+
+def run_train(tmp_path: Path, *flags: str) -> int:
+    return train.main(
+        [
+            "--checkpoints_dir", str(tmp_path / "ckpt"),
+            "--result_folder", str(tmp_path / "results"),
+            "--gpu_ids", "-1",
+            *flags,
+        ]
+    )  # fmt: skip
+
+
+def test_trains_tests_and_writes_results(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    code = run_train(
+        tmp_path, "--data_root", str(tiny_root), "--weights", "none", "--niter", "2",
+        "--batch_size", "16", "--name", "tiny",
+    )  # fmt: skip
+    assert code == 0
+    folder = tmp_path / "results" / "tiny"
+    expected = {"metrics.json", "metrics.csv", "predictions.csv", "ap.txt", "acc.txt"}
+    assert expected | {"accuracy_by_source.png", "roc.png"} <= {p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    sources = {s["source"]: s for s in metrics["sources"]}
+    assert len(sources) == 7
+    assert sources["bilinear-decoder"]["seen_in_training"] is False
+    assert sources["deconv-decoder"]["seen_in_training"] is True
+    assert all((s["ap"] is None) == (s["label"] == 0) for s in sources.values())
+    assert len(metrics["info"]["history"]) == 2
+    assert str(folder) in capsys.readouterr().out
+
+    detector, header = load_checkpoint(tmp_path / "ckpt" / "tiny" / "model_best.safetensors")
+    assert header["arch"] == "Imagenet:resnet18" and header["crop_size"] == 28
+    with torch.no_grad():
+        logits = detector(torch.rand(3, 3, 28, 28))
+    assert logits.shape == (3,) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--arch", "CLIP:RN5O"], "Did you mean 'CLIP:RN50'"),
+        (["--data_root", "/no/such/folder"], "--data_root /no/such/folder"),
+        (["--holdout_fraction", "1.5"], "--holdout_fraction"),
+        (["--data_mode", "wang2020"], "--wang2020_data_path"),
+    ],
+)
+def test_bad_input_exits_2(tmp_path: Path, capsys, flags: list[str], needle: str) -> None:
+    assert run_train(tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_folder_without_manifest_exits_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "data").mkdir()
+    assert run_train(tmp_path, "--data_root", str(tmp_path / "data")) == 2
+    assert "no manifest.csv" in capsys.readouterr().err
