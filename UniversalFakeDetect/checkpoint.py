@@ -81,7 +81,13 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Detector, dict[str
     detector = Detector(backbone, dropout=header["dropout"], fix_backbone=header["fix_backbone"])
     state = load_file(str(path))
     strict = header["stores_backbone"]
-    missing, unexpected = detector.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = detector.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise UserError(
+            f"--ckpt {path}: tensors do not match arch {header['arch']} ({first})"
+        ) from exc
     if unexpected or (strict and missing) or any(k.startswith("fc.") for k in missing):
         raise UserError(
             f"--ckpt {path}: tensors do not match arch {header['arch']} "
@@ -96,3 +102,25 @@ def torch_load_untrusted(path: Path) -> dict[str, torch.Tensor]:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad or unsafe file
         raise UserError(f"{path}: cannot load as a weights-only state dict ({exc})") from exc
+
+
+def load_linear_head(detector: Detector, path: Path) -> Detector:
+    """Load a published linear head (``weight`` [1, width], ``bias`` [1]; ``fc.`` prefixes
+    accepted) from a ``.pth`` (weights only) or ``.safetensors`` file into ``detector``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    state = load_file(str(path)) if path.suffix == ".safetensors" else torch_load_untrusted(path)
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: expected a state dict with 'weight' and 'bias'")
+    state = {k.removeprefix("fc."): v for k, v in state.items()}
+    weight, bias = state.get("weight"), state.get("bias")
+    if weight is None or bias is None:
+        raise UserError(f"{path}: expected keys 'weight' and 'bias', found {sorted(state)}")
+    if tuple(weight.shape) != (1, detector.width) or tuple(bias.shape) != (1,):
+        raise UserError(
+            f"{path}: a head of shape {tuple(weight.shape)} does not fit {detector.arch}, whose "
+            f"features are {detector.width} wide (expected weight (1, {detector.width}))"
+        )
+    detector.fc.load_state_dict({"weight": weight.float(), "bias": bias.float()})
+    return detector

@@ -1,43 +1,40 @@
-"""Train a detector on a manifest dataset, pick the best epoch on a held-out part of the train
-split, then test on every source of the val split and write the results.
+"""Train a detector, pick the best epoch on a held-out part of the train split, then test it on
+every source of the val split and write the results.
 
-With no flags it trains on the embedded demo dataset on the CPU and finishes in minutes.
+With no flags it trains on the embedded demo dataset on the CPU (the demo preset) and finishes
+in a few minutes. A killed run resumes from its last finished epoch when started again with the
+same --name.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import os
-import random
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.nn import functional as F  # noqa: N812
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from datagen.errors import UserError, exit_on_user_error
-from datagen.manifest import ManifestRow, read_manifest, select
-from datagen.readers import rows_from_class_folders
+from datagen.manifest import select
 from UniversalFakeDetect import options
 from UniversalFakeDetect.checkpoint import save_checkpoint
-from UniversalFakeDetect.data.data_root import (
-    DATA_ROOT_ENV,
-    dataset_image_size,
-    resolve_data_root,
-)
-from UniversalFakeDetect.data.datasets import ManifestImageDataset
-from UniversalFakeDetect.data.transforms import TransformConfig, test_transform, train_transform
-from UniversalFakeDetect.evaluation.metrics import best_threshold, evaluate_predictions
-from UniversalFakeDetect.evaluation.plots import plot_all
-from UniversalFakeDetect.evaluation.report import format_table, write_report
+from UniversalFakeDetect.engine.fit import FitConfig, fit
+from UniversalFakeDetect.engine.trainer import DetectorTrainer
+from UniversalFakeDetect.evaluation.metrics import best_threshold
 from UniversalFakeDetect.models.detector import Detector
 from UniversalFakeDetect.models.registry import build_backbone, resolve_arch
+from UniversalFakeDetect.pipeline import (
+    augment_config,
+    build_source,
+    evaluate_and_report,
+    load_rows,
+    report_unreadable,
+    seed_everything,
+    transform_config,
+    uses_demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,21 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     options.add_data_options(parser)
+    options.add_augment_options(parser)
     options.add_model_options(parser)
-    options.add_run_options(parser)
+    options.add_run_options(parser, default_name="demo_normal")
     options.add_training_options(parser)
     return parser
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def validate_args(args: argparse.Namespace) -> None:
+    """Reject impossible option values before any data or model work."""
+    checks = [
+        (0 <= args.holdout_fraction < 1, "--holdout_fraction", "must be in [0, 1)"),
+        (0 <= args.dropout < 1, "--dropout", "must be in [0, 1)"),
+        (args.niter >= 1, "--niter", "must be at least 1"),
+        (args.batch_size >= 1, "--batch_size", "must be at least 1"),
+        (args.lr > 0, "--lr", "must be positive"),
+        (args.earlystop_epoch >= 1, "--earlystop_epoch", "must be at least 1"),
+        (args.num_threads >= 0, "--num_threads", "must be 0 or more"),
+        (args.cache_views >= 0, "--cache_views", "must be 0 or more"),
+        (0 <= args.blur_prob <= 1, "--blur_prob", "must be in [0, 1]"),
+        (0 <= args.jpg_prob <= 1, "--jpg_prob", "must be in [0, 1]"),
+    ]
+    for ok, flag, problem in checks:
+        if not ok:
+            raise UserError(f"{flag} {getattr(args, flag[2:])}: {problem}")
+    if args.data_mode == "wang2020" and not args.wang2020_data_path:
+        raise UserError("--data_mode wang2020 needs --wang2020_data_path")
+    resolve_arch(args.arch)
 
 
-def split_holdout(
-    rows: Sequence[ManifestRow], fraction: float, seed: int
-) -> tuple[list[ManifestRow], list[ManifestRow]]:
+def split_holdout(rows: Sequence, fraction: float, seed: int) -> tuple[list, list]:
     """Hold out ``fraction`` of every source's rows (at least one each when fraction > 0)."""
     rng = np.random.default_rng(seed)
     keep, held = [], []
@@ -74,177 +86,141 @@ def split_holdout(
     return keep, held
 
 
-@torch.no_grad()
-def predict(detector: Detector, loader: DataLoader, device: str, desc: str) -> np.ndarray:
-    """P(fake) for every item of ``loader`` (in order)."""
-    detector.eval()
-    probs = []
-    for images, _, _ in tqdm(loader, desc=desc, leave=False, unit="batch"):
-        probs.append(torch.sigmoid(detector(images.to(device))).float().cpu())
-    return torch.cat(probs).numpy() if probs else np.zeros(0)
+def _tensorboard(log_dir: Path):
+    """A scalar logger writing TensorBoard events (None when tensorboard is missing)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # pragma: no cover - tensorboard is a declared dependency
+        return None, None
+    writer = SummaryWriter(log_dir=str(log_dir))
 
+    def log(record: dict[str, float], step: int) -> None:
+        for key, value in record.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, step)
+        writer.flush()
 
-def train_one_epoch(
-    detector: Detector,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    device: str,
-    desc: str,
-) -> float:
-    """One pass over ``loader``; returns the mean loss."""
-    detector.train()
-    total, count = 0.0, 0
-    bar = tqdm(loader, desc=desc, unit="batch")
-    for images, labels, _ in bar:
-        logits = detector(images.to(device))
-        loss = F.binary_cross_entropy_with_logits(logits, labels.float().to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(labels)
-        count += len(labels)
-        bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1)
-
-
-def validate_args(args: argparse.Namespace) -> None:
-    """Reject impossible option values before any data or model work."""
-    resolve_arch(args.arch)
-    checks = [
-        (0 <= args.holdout_fraction < 1, "--holdout_fraction", "must be in [0, 1)"),
-        (0 <= args.dropout < 1, "--dropout", "must be in [0, 1)"),
-        (args.niter >= 1, "--niter", "must be at least 1"),
-        (args.batch_size >= 1, "--batch_size", "must be at least 1"),
-        (args.lr > 0, "--lr", "must be positive"),
-        (args.num_threads >= 0, "--num_threads", "must be 0 or more"),
-    ]
-    for ok, flag, problem in checks:
-        if not ok:
-            raise UserError(f"{flag} {getattr(args, flag[2:])}: {problem}")
-    if args.data_mode == "wang2020" and not args.wang2020_data_path:
-        raise UserError("--data_mode wang2020 needs --wang2020_data_path")
-    if args.crop_size and args.load_size and args.crop_size > args.load_size:
-        raise UserError(f"--cropSize {args.crop_size}: larger than --loadSize {args.load_size}")
-
-
-def _rows_and_root(args: argparse.Namespace) -> tuple[Path, list[ManifestRow], bool]:
-    """Dataset root, its rows, and whether it is the embedded demo dataset."""
-    if args.data_mode == "wang2020":
-        root = Path(args.wang2020_data_path)
-        train = rows_from_class_folders(root / "train", split="train", root=root)
-        val = rows_from_class_folders(root / "val", split="val", root=root)
-        return root, train + val, False
-    is_demo = args.data_root is None and not os.environ.get(DATA_ROOT_ENV)
-    root = resolve_data_root(args.data_root)
-    return root, read_manifest(root), is_demo
-
-
-def _loader(dataset: ManifestImageDataset, args: argparse.Namespace, shuffle: bool) -> DataLoader:
-    generator = torch.Generator().manual_seed(args.seed)
-    return DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=shuffle,
-        num_workers=args.num_threads,
-        generator=generator,
-    )
+    return writer, log
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    is_demo = uses_demo(args)
+    applied = options.apply_defaults(args, is_demo)
     validate_args(args)
-    seed_everything(args.seed)
+    if applied:
+        print(f"{args.preset} preset: {' '.join(applied)} (flags you give win)", file=sys.stderr)
     device = options.choose_device(args.gpu_ids)
-    root, rows, is_demo = _rows_and_root(args)
-    weights = args.weights or ("none" if is_demo else "pretrained")
-    if args.weights is None and is_demo:
-        print(
-            "note: embedded demo dataset -> random initialisation (--weights none); "
-            "pass --weights pretrained to use downloaded weights",
-            file=sys.stderr,
-        )
-    load_size = args.load_size or dataset_image_size(root)
-    crop_size = args.crop_size or load_size * 7 // 8
-    transforms = TransformConfig(load_size=load_size, crop_size=crop_size, flip=not args.no_flip)
-
+    root, rows = load_rows(args)
+    transform = transform_config(args, root)
+    augmentation = augment_config(args)
     train_rows, holdout_rows = split_holdout(
         select(rows, split="train"), args.holdout_fraction, args.seed
     )
     test_rows = select(rows, split="val")
-    if not train_rows or not test_rows:
+    if not train_rows or not holdout_rows or not test_rows:
         raise UserError(f"{root}: needs images in both the train and the val split")
 
-    image_size = crop_size if weights == "none" else None
-    backbone = build_backbone(args.arch, weights=weights, image_size=image_size)
+    seed_everything(args.seed)
+    image_size = transform.crop_size if args.weights == "none" else None
+    backbone = build_backbone(args.arch, weights=args.weights, image_size=image_size)
     detector = Detector(backbone, dropout=args.dropout, fix_backbone=args.fix_backbone).to(device)
-    optimizer = torch.optim.AdamW(
-        detector.trainable_parameters(),
-        lr=args.lr,
-        betas=(args.beta1, 0.999),
-        weight_decay=args.weight_decay,
-    )
-    train_loader = _loader(
-        ManifestImageDataset(root, train_rows, train_transform(transforms)), args, shuffle=True
-    )
-    eval_tf = test_transform(transforms)
-    holdout_loader = _loader(ManifestImageDataset(root, holdout_rows, eval_tf), args, False)
-    test_loader = _loader(ManifestImageDataset(root, test_rows, eval_tf), args, False)
-
     print(
-        f"{args.name}: {args.arch} ({weights} weights{', frozen' if args.fix_backbone else ''}) "
-        f"on {root}: {len(train_rows)} train, {len(holdout_rows)} held out, "
-        f"{len(test_rows)} test images, {load_size}->{crop_size} px, {device}"
+        f"{args.name}: {args.arch} ({args.weights} weights"
+        f"{', frozen' if args.fix_backbone else ''}) on {root}: {len(train_rows)} train, "
+        f"{len(holdout_rows)} held out, {len(test_rows)} test images, "
+        f"{transform.load_size}->{transform.crop_size} px, {device}"
+    )
+    train_source = build_source(
+        detector, root, train_rows, transform, args, device, True, augmentation, "train features"
+    )
+    holdout_source = build_source(
+        detector, root, holdout_rows, transform, args, device, False, desc="holdout features"
+    )
+    test_source = build_source(
+        detector, root, test_rows, transform, args, device, False, desc="test features"
+    )
+    trainer = DetectorTrainer(
+        detector,
+        train_source,
+        holdout_source,
+        lr=args.lr,
+        beta1=args.beta1,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
     )
     checkpoint_dir = Path(args.checkpoints_dir) / args.name
     header = {
-        "load_size": load_size,
-        "crop_size": crop_size,
+        "load_size": transform.load_size,
+        "crop_size": transform.crop_size,
         "image_size_override": image_size,
+        "backbone_seed": args.seed,
+        "data_root": str(root),
         "options": {k: str(v) for k, v in sorted(vars(args).items())},
     }
-    best_ap, best_state, history = -1.0, None, []
-    start = time.perf_counter()
-    for epoch in range(args.niter):
-        loss = train_one_epoch(
-            detector, train_loader, optimizer, device, f"epoch {epoch + 1}/{args.niter}"
-        )
-        holdout_probs = predict(detector, holdout_loader, device, "holdout")
-        holdout = evaluate_predictions(holdout_rows, holdout_probs)
-        ap = holdout.summary["ap"] or 0.0
-        history.append({"epoch": epoch + 1, "loss": loss, "holdout_ap": ap})
-        print(f"epoch {epoch + 1}: loss {loss:.4f}  holdout AP {100 * ap:.2f}")
-        if ap > best_ap:
-            best_ap, best_state = ap, copy.deepcopy(detector.state_dict())
-            save_checkpoint(detector, checkpoint_dir / "model_best.safetensors", **header)
-    train_seconds = time.perf_counter() - start
-    if best_state is not None:
-        detector.load_state_dict(best_state)
 
-    holdout_probs = predict(detector, holdout_loader, device, "holdout")
-    threshold = best_threshold(np.array([r.label for r in holdout_rows]), holdout_probs)
-    test_probs = predict(detector, test_loader, device, "test")
-    result = evaluate_predictions(
-        test_rows,
-        test_probs,
-        tuned_threshold=threshold,
-        training_sources={r.source for r in train_rows},
+    def save(path: Path, **extra) -> None:
+        save_checkpoint(detector, path, **header, **extra)
+
+    writer, log = _tensorboard(checkpoint_dir / "tensorboard")
+    start = time.perf_counter()
+    state = fit(
+        trainer,
+        FitConfig(
+            niter=args.niter,
+            seed=args.seed,
+            earlystop_epoch=args.earlystop_epoch,
+            min_lr=args.min_lr,
+            save_epoch_freq=args.save_epoch_freq,
+        ),
+        checkpoint_dir,
+        save,
+        log,
+        resume=not args.restart,
     )
+    if writer is not None:
+        writer.close()
+    train_seconds = time.perf_counter() - start
+
+    holdout_probs = trainer.predict(holdout_source)
+    finite = np.isfinite(holdout_probs)
+    threshold = best_threshold(holdout_source.labels[finite], holdout_probs[finite])
+    best_path = checkpoint_dir / "model_best.safetensors"
+    save(best_path, threshold=threshold, best_epoch=state.best_epoch)
     info = {
         "name": args.name,
         "arch": args.arch,
-        "weights": weights,
+        "weights": args.weights,
         "fix_backbone": args.fix_backbone,
+        "preset": args.preset,
         "data_root": str(root),
-        "checkpoint": str(checkpoint_dir / "model_best.safetensors"),
+        "checkpoint": str(best_path),
         "train_images": len(train_rows),
+        "holdout_images": len(holdout_rows),
+        "best_epoch": state.best_epoch,
         "train_seconds": round(train_seconds, 1),
-        "history": history,
+        "threshold_source": "holdout part of the train split",
+        "history": state.history,
+        "feature_cache": bool(args.fix_backbone and not args.no_cache),
+        "cache_views": args.cache_views if args.fix_backbone else None,
     }
-    folder = write_report(result, Path(args.result_folder) / args.name, test_rows, test_probs, info)
-    plot_all(folder)
-    print(format_table(result))
+    folder = Path(args.result_folder) / args.name
+    result = evaluate_and_report(
+        detector,
+        test_source,
+        test_rows,
+        folder,
+        info,
+        tuned_threshold=threshold,
+        training_sources={r.source for r in train_rows},
+    )
+    report_unreadable([("train", train_source), ("holdout", holdout_source), ("test", test_source)])
+    seen = result.summary.get("mean_ap_seen")
+    if seen is not None:
+        print(f"mean AP over generators seen in training: {100 * seen:.2f}")
     print(f"results written to {folder} (metrics.json, metrics.csv, ap.txt, acc.txt, plots)")
+    print(f"checkpoint: {best_path}")
     return 0
 
 

@@ -1,12 +1,16 @@
-"""Image transforms of training (random crop, flip) and testing (centre crop)."""
+"""Image views for training (resize, augment, random crop, flip) and testing (resize, centre
+crop). Randomness comes from an explicit generator, so views are reproducible and cacheable."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2 as T  # noqa: N812
+from torchvision.transforms.v2 import functional as TF  # noqa: N812
+
+from UniversalFakeDetect.data.augment import AugmentConfig, augment
 
 
 @dataclass(frozen=True)
@@ -19,28 +23,40 @@ class TransformConfig:
     flip: bool = True
 
 
-def _resize(load_size: int) -> T.Transform:
-    return T.Resize((load_size, load_size), interpolation=T.InterpolationMode.BILINEAR)
+def _resize(image: Image.Image, size: int) -> Image.Image:
+    if image.size == (size, size):
+        return image
+    return image.resize((size, size), Image.Resampling.BILINEAR)
 
 
-def train_transform(config: TransformConfig) -> T.Compose:
-    steps: list[T.Transform] = [T.ToImage(), _resize(config.load_size)]
-    steps.append(T.RandomCrop(config.crop_size))
-    if config.flip:
-        steps.append(T.RandomHorizontalFlip())
-    steps.append(T.ToDtype(torch.float32, scale=True))
-    return T.Compose(steps)
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    return TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
 
 
-def test_transform(config: TransformConfig) -> T.Compose:
-    return T.Compose(
-        [
-            T.ToImage(),
-            _resize(config.load_size),
-            T.CenterCrop(config.crop_size),
-            T.ToDtype(torch.float32, scale=True),
-        ]
-    )
+def train_view(
+    image: Image.Image,
+    rng: np.random.Generator,
+    transform: TransformConfig,
+    augmentation: AugmentConfig | None = None,
+) -> torch.Tensor:
+    """A random training view in [0, 1], [3, crop, crop]."""
+    image = _resize(image.convert("RGB"), transform.load_size)
+    if augmentation is not None:
+        image = augment(image, rng, augmentation)
+    limit = transform.load_size - transform.crop_size
+    top, left = int(rng.integers(limit + 1)), int(rng.integers(limit + 1))
+    image = image.crop((left, top, left + transform.crop_size, top + transform.crop_size))
+    if transform.flip and rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _to_tensor(image)
+
+
+def eval_view(image: Image.Image, transform: TransformConfig) -> torch.Tensor:
+    """The deterministic test view in [0, 1], [3, crop, crop]."""
+    image = _resize(image.convert("RGB"), transform.load_size)
+    offset = (transform.load_size - transform.crop_size) // 2
+    image = image.crop((offset, offset, offset + transform.crop_size, offset + transform.crop_size))
+    return _to_tensor(image)
 
 
 def load_rgb(path: str) -> Image.Image:

@@ -40,6 +40,7 @@ class ArchSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     native_size: int = 224  # the input size the pretrained weights were trained at
+    min_size: int = 32  # smallest input side the network accepts
 
 
 @dataclass
@@ -55,28 +56,38 @@ class Backbone:
         return self.spec.width
 
 
-def _imagenet(name: str, width: int) -> ArchSpec:
-    return ArchSpec(f"Imagenet:{name}", "torchvision", name, width, IMAGENET_MEAN, IMAGENET_STD)
+def _imagenet(name: str, width: int, min_size: int = 32) -> ArchSpec:
+    return ArchSpec(
+        f"Imagenet:{name}",
+        "torchvision",
+        name,
+        width,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        min_size=min_size,
+    )
 
 
-def _clip(name: str, width: int) -> ArchSpec:
-    return ArchSpec(f"CLIP:{name}", "open_clip", name, width, CLIP_MEAN, CLIP_STD)
+def _clip(name: str, width: int, min_size: int = 32) -> ArchSpec:
+    return ArchSpec(
+        f"CLIP:{name}", "open_clip", name, width, CLIP_MEAN, CLIP_STD, min_size=min_size
+    )
 
 
 ARCHS: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
-        _imagenet("resnet18", 512),
-        _imagenet("resnet34", 512),
+        _imagenet("resnet18", 512, min_size=16),
+        _imagenet("resnet34", 512, min_size=16),
         _imagenet("resnet50", 2048),
         _imagenet("resnet101", 2048),
         _imagenet("resnet152", 2048),
         _imagenet("vgg11", 4096),
         _imagenet("vgg19", 4096),
-        _imagenet("vit_b_16", 768),
+        _imagenet("vit_b_16", 768, min_size=16),
         _clip("RN50", 1024),
         _clip("RN101", 512),
-        _clip("ViT-L/14", 768),
+        _clip("ViT-L/14", 768, min_size=14),
     )
 }
 
@@ -163,6 +174,11 @@ def build_backbone(
     honoured with random weights or where the model supports it.
     """
     spec = resolve_arch(arch)
+    if image_size is not None and image_size < spec.min_size:
+        raise UserError(
+            f"--cropSize {image_size}: too small for {arch}, which needs at least "
+            f"{spec.min_size} px; raise --loadSize/--cropSize"
+        )
     if weights not in WEIGHT_CHOICES:
         raise UserError(f"--weights {weights}: expected one of {', '.join(WEIGHT_CHOICES)}")
     module = _BUILDERS[spec.source](spec, weights, image_size)

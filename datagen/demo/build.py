@@ -40,7 +40,8 @@ class DemoConfig:
     size: int = 64
     train_images: int = 2400
     val_images: int = 1200
-    max_crop_factor: float = 4.0  # crops span size .. size * this before resizing
+    min_crop_factor: float = 0.5  # crop sides are log-uniform in size * [min, max] factor:
+    max_crop_factor: float = 4.0  # reals are mostly shrunk, some enlarged (blurry, like fakes)
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.size % 4:
@@ -53,6 +54,10 @@ class DemoConfig:
                 raise UserError(f"{flag} {count}: must be an even number, at least 8")
 
 
+def _crop_range(config: DemoConfig) -> tuple[int, int]:
+    return round(config.size * config.min_crop_factor), round(config.size * config.max_crop_factor)
+
+
 def _rng(seed: int, split: str, source_index: int, image_index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_IDS[split], source_index, image_index])
 
@@ -63,9 +68,15 @@ def _counts(total: int, n_sources: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n_sources)]
 
 
-def _fake_photo_pool() -> list[tuple[str, str]]:
-    """(package, file) of the photos fakes are decoded from: the sources present in train."""
-    return [(s.package, f) for s in REAL_SOURCES if "train" in s.splits for f in s.files]
+def _draw_fake_photo(rng: np.random.Generator) -> tuple[str, str]:
+    """(package, file) of the photo a fake is decoded from.
+
+    Drawn as the training reals are (a real source present in train, then one of its photos),
+    so every photo contributes as many fakes as reals and content alone says nothing.
+    """
+    sources = [s for s in REAL_SOURCES if "train" in s.splits]
+    source = sources[int(rng.integers(len(sources)))]
+    return source.package, source.files[int(rng.integers(len(source.files)))]
 
 
 def _real_images(
@@ -77,7 +88,7 @@ def _real_images(
         rng = _rng(config.seed, split, source_index, i)
         file = source.files[int(rng.integers(len(source.files)))]
         region = split_region(load_photo(source.package, file), split)
-        crop = random_crop(region, rng, config.size, int(config.size * config.max_crop_factor))
+        crop = random_crop(region, rng, *_crop_range(config))
         images.append(prep.resize_image(crop))
     return images
 
@@ -88,13 +99,12 @@ def _fake_images(
     decoder = build_decoder(spec)
     low = config.size // decoder.factor
     resample = Image.Resampling.LANCZOS
-    pool = _fake_photo_pool()
     lows = []
     for i in range(count):
         rng = _rng(config.seed, split, source_index, i)
-        package, file = pool[int(rng.integers(len(pool)))]
+        package, file = _draw_fake_photo(rng)
         region = split_region(load_photo(package, file), split)
-        crop = random_crop(region, rng, config.size, int(config.size * config.max_crop_factor))
+        crop = random_crop(region, rng, *_crop_range(config))
         lows.append(np.asarray(crop.resize((low, low), resample), dtype=np.float32) / 255.0)
     images = []
     for start in range(0, count, _BATCH):

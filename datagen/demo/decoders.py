@@ -134,11 +134,19 @@ class Decoder(nn.Module):
 
 
 def _match_colours(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Give each channel of ``y`` the mean and spread of ``x``'s (as a trained decoder would)."""
+    """Map each channel of ``y`` onto ``x``'s colours, as a trained decoder would.
+
+    The gain is fitted on ``y`` shrunk to ``x``'s size (its low frequencies) and clamped, so the
+    decoder's fine-scale artefacts keep their strength even in flat crops.
+    """
+    y_low = F.adaptive_avg_pool2d(y, x.shape[-2:])
     dims = (2, 3)
-    y_mean, y_std = y.mean(dims, keepdim=True), y.std(dims, keepdim=True)
-    x_mean, x_std = x.mean(dims, keepdim=True), x.std(dims, keepdim=True)
-    return (y - y_mean) / (y_std + 1e-3) * x_std + x_mean
+    y_centred = y_low - y_low.mean(dims, keepdim=True)
+    x_centred = x - x.mean(dims, keepdim=True)
+    variance = (y_centred**2).mean(dims, keepdim=True)
+    gain = (y_centred * x_centred).mean(dims, keepdim=True) / variance.clamp(min=1e-4)
+    gain = torch.where(variance > 1e-4, gain.clamp(0.5, 1.5), torch.ones_like(gain))
+    return gain * (y - y_low.mean(dims, keepdim=True)) + x.mean(dims, keepdim=True)
 
 
 def build_decoder(spec: GeneratorSpec) -> Decoder:

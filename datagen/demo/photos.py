@@ -35,7 +35,14 @@ REAL_SOURCES: tuple[PhotoSource, ...] = (
         ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"),
         ("train", "val"),
     ),
+    PhotoSource(
+        "skimage-gray",
+        "skimage",
+        ("camera.png", "moon.png", "coins.png", "brick.png", "grass.png", "gravel.png"),
+        ("train", "val"),
+    ),
     PhotoSource("sklearn-photos", "sklearn", ("china.jpg", "flower.jpg"), ("train", "val")),
+    PhotoSource("matplotlib-photos", "matplotlib", ("grace_hopper.jpg",), ("train", "val")),
     # Only in val, like CelebA-HQ in the paper: a real domain the detector never saw.
     PhotoSource(
         "skimage-science",
@@ -55,6 +62,10 @@ def _package_image_dir(package: str) -> Path:
         import sklearn.datasets
 
         return Path(sklearn.datasets.__file__).parent / "images"
+    if package == "matplotlib":
+        import matplotlib
+
+        return Path(matplotlib.get_data_path()) / "sample_data"
     raise ValueError(f"unknown package {package!r}")
 
 
@@ -81,13 +92,14 @@ def split_region(photo: np.ndarray, split: str) -> np.ndarray:
 def random_crop(
     region: np.ndarray, rng: np.random.Generator, min_side: int, max_side: int
 ) -> Image.Image:
-    """A random square crop, side in [min_side, max_side] within the region, maybe flipped."""
+    """A square crop, side log-uniform in [min_side, max_side], rotated by k*90, maybe flipped."""
     height, width = region.shape[:2]
     limit = min(height, width, max_side)
-    side = int(rng.integers(min(min_side, limit), limit + 1))
+    low = min(min_side, limit)
+    side = round(float(np.exp(rng.uniform(np.log(low), np.log(limit))))) if limit > low else low
     top = int(rng.integers(0, height - side + 1))
     left = int(rng.integers(0, width - side + 1))
-    crop = region[top : top + side, left : left + side]
+    crop = np.rot90(region[top : top + side, left : left + side], k=int(rng.integers(4)))
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return Image.fromarray(np.ascontiguousarray(crop))

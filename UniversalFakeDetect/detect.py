@@ -1,0 +1,141 @@
+"""Is this image fake? Score images or folders with a trained detector.
+
+Prints, per image, the probability that it is fake and the verdict; --output writes the same as
+JSON or CSV (by the file's suffix). Unreadable files are reported and skipped.
+
+    python -m UniversalFakeDetect.detect --ckpt checkpoints/demo_normal/model_best.safetensors \\
+        photo.jpg some_folder/ --output verdicts.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from datagen.errors import UserError, exit_on_user_error
+from datagen.fileio import atomic_write_text
+from datagen.readers import walk_images
+from UniversalFakeDetect import options
+from UniversalFakeDetect.checkpoint import load_checkpoint
+from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
+from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
+from UniversalFakeDetect.test import newest_checkpoint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m UniversalFakeDetect.detect",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders")
+    parser.add_argument(
+        "--ckpt", type=Path, help="checkpoint; default: the newest under --checkpoints_dir"
+    )
+    parser.add_argument(
+        "--checkpoints_dir",
+        type=Path,
+        default=Path("checkpoints"),
+        help="where to look for the newest checkpoint (./checkpoints)",
+    )
+    parser.add_argument(
+        "--threshold",
+        default="0.5",
+        help="probability from which an image is called fake: a number, or 'tuned' for the "
+        "threshold chosen on held-out data at training time (0.5)",
+    )
+    parser.add_argument("--output", type=Path, help="also write the results (.json or .csv)")
+    parser.add_argument("--batch_size", type=int, default=32, help="images per batch (32)")
+    parser.add_argument("--gpu_ids", type=options._gpu_ids, default=None, help="-1 for the CPU")
+    return parser
+
+
+def collect_images(inputs: Sequence[Path]) -> list[Path]:
+    """Image files named directly, and every image below named folders (sorted)."""
+    images: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            images += list(walk_images(path))
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not images:
+        raise UserError(f"no images found in {', '.join(map(str, inputs))}")
+    return images
+
+
+def _threshold(text: str, header: dict) -> float:
+    if text == "tuned":
+        if header.get("threshold") is None:
+            raise UserError("--threshold tuned: this checkpoint records no tuned threshold")
+        return float(header["threshold"])
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise UserError(f"--threshold {text}: expected a number in [0, 1] or 'tuned'") from exc
+    if not 0 <= value <= 1:
+        raise UserError(f"--threshold {text}: expected a number in [0, 1] or 'tuned'")
+    return value
+
+
+def _render(results: list[dict], suffix: str) -> str:
+    if suffix == ".json":
+        return json.dumps(results, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(results[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(results)
+    return buffer.getvalue()
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.output is not None and args.output.suffix.lower() not in (".json", ".csv"):
+        raise UserError(f"--output {args.output}: use a .json or .csv file name")
+    images = collect_images(args.inputs)
+    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
+    device = options.choose_device(args.gpu_ids)
+    detector, header = load_checkpoint(ckpt, device=device)
+    threshold = _threshold(args.threshold, header)
+    transform = TransformConfig(header["load_size"], header["crop_size"], flip=False)
+    results: list[dict] = []
+    skipped = 0
+    for start in range(0, len(images), args.batch_size):
+        batch, paths = [], []
+        for path in images[start : start + args.batch_size]:
+            try:
+                batch.append(eval_view(read_image(path), transform))
+                paths.append(path)
+            except UnreadableImageError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+                skipped += 1
+        if not batch:
+            continue
+        with torch.no_grad():
+            probs = torch.sigmoid(detector(torch.stack(batch).to(device))).cpu().tolist()
+        for path, prob in zip(paths, probs, strict=True):
+            verdict = "fake" if prob >= threshold else "real"
+            results.append({"path": str(path), "prob_fake": round(prob, 6), "verdict": verdict})
+            print(f"{prob:.4f}  {verdict:4s}  {path}")
+    print(
+        f"{len(results)} images scored with {ckpt} (threshold {threshold:.3f})"
+        + (f", {skipped} unreadable skipped" if skipped else ""),
+        file=sys.stderr,
+    )
+    if args.output is not None and results:
+        atomic_write_text(args.output, _render(results, args.output.suffix.lower()))
+        print(f"written to {args.output}", file=sys.stderr)
+    return 0 if results else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Training engine: batch sources, the trainer (also the active-learning learner), fitting."""

@@ -1,0 +1,138 @@
+"""Where a batch comes from: decoded images (backbone runs) or cached features (head only).
+
+Both sources serve batches for a set of item indices, in an order drawn from a seed, and know how
+to turn their inputs into logits. The training loop does not care which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from UniversalFakeDetect.data.datasets import ManifestImageDataset
+from UniversalFakeDetect.features.cache import FeatureCache
+from UniversalFakeDetect.models.detector import Detector
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    indices: np.ndarray  # item indices within the source
+
+
+class BatchSource(Protocol):
+    labels: np.ndarray
+    unreadable: set[int]
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, indices: np.ndarray, batch_size: int, epoch: int, shuffle_seed: int | None
+    ) -> Iterator[Batch]: ...
+
+    def logits(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor: ...
+
+    def features(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+def _order(indices: np.ndarray, shuffle_seed: int | None, epoch: int) -> np.ndarray:
+    if shuffle_seed is None:
+        return np.asarray(indices)
+    return np.random.default_rng([shuffle_seed, epoch]).permutation(np.asarray(indices))
+
+
+class ImageSource:
+    """Batches of decoded images; unreadable images are dropped and remembered."""
+
+    def __init__(self, dataset: ManifestImageDataset, device: str, num_workers: int = 0):
+        self.dataset = dataset
+        self.device = device
+        self.num_workers = num_workers
+        self.labels = np.array([r.label for r in dataset.rows])
+        self.unreadable: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(
+        self, indices: np.ndarray, batch_size: int, epoch: int, shuffle_seed: int | None
+    ) -> Iterator[Batch]:
+        if hasattr(self.dataset.make_view, "epoch"):
+            self.dataset.make_view.epoch = epoch  # type: ignore[attr-defined]
+        order = _order(indices, shuffle_seed, epoch)
+        loader = DataLoader(
+            Subset(self.dataset, order.tolist()),
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+        )
+        for images, labels, index, ok in loader:
+            self.unreadable.update(index[~ok].tolist())
+            if ok.any():
+                yield Batch(images[ok].to(self.device), labels[ok], index[ok].numpy())
+
+    def logits(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor:
+        return detector(inputs)
+
+    def features(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor:
+        return detector.features(inputs)
+
+
+class FeatureSource:
+    """Batches of cached backbone features; view 0 for evaluation, a random augmented view per
+    image and epoch for training when the cache has them."""
+
+    def __init__(
+        self, cache: FeatureCache, labels: np.ndarray, device: str, train_views: bool = False
+    ):
+        self.cache = cache
+        self.labels = np.asarray(labels)
+        self.device = device
+        self.train_views = train_views and cache.views > 1
+        self.data = cache.features()
+        first = np.asarray(self.data[0, :, 0], dtype=np.float32)
+        self.unreadable = set(np.flatnonzero(~np.isfinite(first)).tolist())
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _views(self, indices: np.ndarray, epoch: int, seed: int | None) -> np.ndarray:
+        if not self.train_views or seed is None:
+            return np.zeros(len(indices), dtype=int)
+        rng = np.random.default_rng([seed, epoch, 1])
+        return rng.integers(1, self.cache.views, size=len(indices))
+
+    def batches(
+        self, indices: np.ndarray, batch_size: int, epoch: int, shuffle_seed: int | None
+    ) -> Iterator[Batch]:
+        order = _order(indices, shuffle_seed, epoch)
+        if self.unreadable:
+            order = np.array([i for i in order if i not in self.unreadable], dtype=int)
+        views = self._views(order, epoch, shuffle_seed)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            rows = np.asarray(self.data[views[start : start + len(index)], index], np.float32)
+            yield Batch(
+                torch.from_numpy(rows).to(self.device),
+                torch.from_numpy(self.labels[index]),
+                index,
+            )
+
+    def logits(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor:
+        return detector.head(inputs)
+
+    def features(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs
+
+
+def default_cache_dir() -> Path:
+    """``$RFD_CACHE_DIR/features`` (see datagen.demo.cache for the cache root)."""
+    from datagen.demo.cache import cache_root
+
+    return cache_root() / "features"

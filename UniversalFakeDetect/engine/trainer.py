@@ -1,0 +1,173 @@
+"""The one training engine: epochs over chosen items with per-sample loss weights, validation on
+held-out items, MC-dropout probabilities, state for resuming.
+
+It is used by normal training (all items, weight 1) and, through the same methods, as the
+active-learning learner (``train_epoch``, ``validate``, ``mc_probabilities``, ``lr``,
+``state_dict``): there is no second training loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score
+from torch.nn import functional as F  # noqa: N812
+from tqdm.auto import tqdm
+
+from UniversalFakeDetect.engine.sources import BatchSource
+from UniversalFakeDetect.models.detector import Detector
+
+
+@torch.no_grad()
+def predict(
+    detector: Detector, source: BatchSource, batch_size: int, indices: np.ndarray | None = None
+) -> np.ndarray:
+    """P(fake) for ``indices`` of ``source`` (NaN for unreadable items), dropout off."""
+    indices = np.arange(len(source)) if indices is None else np.asarray(indices)
+    position = {int(i): p for p, i in enumerate(indices)}
+    probs = np.full(len(indices), np.nan)
+    detector.eval()
+    for batch in source.batches(indices, batch_size, 0, shuffle_seed=None):
+        out = torch.sigmoid(source.logits(detector, batch.inputs)).float().cpu().numpy()
+        probs[[position[int(i)] for i in batch.indices]] = out
+    return probs
+
+
+class DetectorTrainer:
+    """Trains ``detector`` on items of ``train_source``; validates on ``val_source``."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        train_source: BatchSource,
+        val_source: BatchSource,
+        lr: float,
+        beta1: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> None:
+        self.detector = detector
+        self.train_source = train_source
+        self.val_source = val_source
+        self.batch_size = batch_size
+        self.progress = progress
+        self._initial_state = copy.deepcopy(detector.state_dict())
+        self._optimiser_args = {"lr": lr, "betas": (beta1, 0.999), "weight_decay": weight_decay}
+        self.optimizer = self._new_optimizer()
+        self.epochs_run = 0
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.detector.trainable_parameters(), **self._optimiser_args)
+
+    # -- the learner interface ------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        """Back to the initial weights and a fresh optimiser."""
+        self.detector.load_state_dict(self._initial_state)
+        self.optimizer = self._new_optimizer()
+        self.epochs_run = 0
+        torch.manual_seed(seed)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def train_epoch(
+        self, indices: np.ndarray | None = None, weights: np.ndarray | None = None, seed: int = 0
+    ) -> float:
+        """One epoch over ``indices`` (default: all train items) in a seeded order; the loss is
+        the per-sample BCE times ``weights`` (aligned with ``indices``). Returns the mean loss."""
+        source = self.train_source
+        indices = np.arange(len(source)) if indices is None else np.asarray(indices)
+        weight_of = None
+        if weights is not None:
+            weight_of = np.zeros(len(source), dtype=np.float32)
+            weight_of[indices] = weights
+        torch.manual_seed(seed * 1_000_003 + self.epochs_run)  # dropout masks
+        self.detector.train()
+        total, count = 0.0, 0
+        batches = source.batches(indices, self.batch_size, self.epochs_run, shuffle_seed=seed)
+        bar = tqdm(
+            batches,
+            total=-(-len(indices) // self.batch_size),
+            desc=f"epoch {self.epochs_run + 1}",
+            unit="batch",
+            disable=not self.progress,
+            leave=False,
+        )
+        for batch in bar:
+            logits = source.logits(self.detector, batch.inputs)
+            target = batch.labels.float().to(logits.device)
+            losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            if weight_of is not None:
+                losses = losses * torch.from_numpy(weight_of[batch.indices]).to(losses.device)
+            loss = losses.mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(target)
+            count += len(target)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        self.epochs_run += 1
+        return total / max(count, 1)
+
+    def predict(self, source: BatchSource, indices: np.ndarray | None = None) -> np.ndarray:
+        """P(fake) for ``indices`` of ``source`` (NaN for unreadable items), dropout off."""
+        return predict(self.detector, source, self.batch_size * 4, indices)
+
+    def validate(self) -> dict[str, float]:
+        """Accuracy and AP on the validation items (unreadable ones skipped)."""
+        probs = self.predict(self.val_source)
+        keep = np.isfinite(probs)
+        labels = self.val_source.labels[keep]
+        probs = probs[keep]
+        both = labels.size and labels.min() != labels.max()
+        return {
+            "acc": float(((probs >= 0.5).astype(int) == labels).mean()) if labels.size else 0.0,
+            "ap": float(average_precision_score(labels, probs)) if both else 0.0,
+        }
+
+    @torch.no_grad()
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        """[passes, len(indices)] P(fake) with dropout on and everything else in eval mode.
+
+        On cached features of a frozen backbone this is T dropout masks shared across the
+        items of a pass and one matrix product per pass (see DESIGN section 4).
+        """
+        indices = np.asarray(indices)
+        generator = torch.Generator().manual_seed(seed)
+        source = self.train_source
+        width = self.detector.width
+        keep = 1.0 - self.detector.dropout.p
+        masks = (torch.rand(passes, width, generator=generator) < keep).float() / max(keep, 1e-8)
+        weight = self.detector.fc.weight.detach().float().cpu()[0]  # [width]
+        bias = float(self.detector.fc.bias.detach().float().cpu()[0])
+        effective = (masks * weight).T  # [width, passes]
+        out = np.full((passes, len(indices)), np.nan, dtype=np.float32)
+        position = {int(i): p for p, i in enumerate(indices)}
+        self.detector.eval()
+        for batch in source.batches(indices, self.batch_size * 8, 0, shuffle_seed=None):
+            features = source.features(self.detector, batch.inputs).float().cpu()
+            logits = features @ effective + bias  # [B, passes]
+            out[:, [position[int(i)] for i in batch.indices]] = torch.sigmoid(logits).T.numpy()
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": copy.deepcopy(self.detector.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "epochs_run": self.epochs_run,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.detector.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epochs_run = int(state["epochs_run"])

@@ -1,0 +1,1 @@
+"""The feature cache of frozen backbones."""

@@ -1,0 +1,126 @@
+"""Test a trained detector on every source of a dataset split and write the results.
+
+Default: the most recent checkpoint under --checkpoints_dir, on the val split of the dataset it
+was trained on (the embedded demo dataset when none was given). --robustness repeats the
+evaluation under fixed JPEG, blur and down-scaling perturbations and writes one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from datagen.errors import UserError, exit_on_user_error
+from datagen.manifest import SPLITS, select
+from UniversalFakeDetect import options
+from UniversalFakeDetect.checkpoint import load_checkpoint
+from UniversalFakeDetect.data.datasets import ManifestImageDataset
+from UniversalFakeDetect.data.transforms import TransformConfig
+from UniversalFakeDetect.engine.sources import ImageSource
+from UniversalFakeDetect.evaluation.robustness import (
+    PERTURBATIONS,
+    perturbed_views,
+    write_robustness,
+)
+from UniversalFakeDetect.pipeline import build_source, evaluate_and_report, load_rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m UniversalFakeDetect.test",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--ckpt",
+        "--model_path",
+        dest="ckpt",
+        type=Path,
+        help="checkpoint (.safetensors); default: the newest under --checkpoints_dir",
+    )
+    parser.add_argument("--split", choices=SPLITS, default="val", help="split to test (val)")
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help=f"also test under the fixed perturbations {', '.join(PERTURBATIONS)}",
+    )
+    options.add_data_options(parser)
+    options.add_run_options(parser, default_name="")
+    parser.set_defaults(batch_size=64)
+    return parser
+
+
+def newest_checkpoint(folder: Path) -> Path:
+    """The most recently written ``model_best.safetensors`` under ``folder``."""
+    found = sorted(Path(folder).glob("*/model_best.safetensors"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(
+            f"--checkpoints_dir {folder}: no */model_best.safetensors found; train one with "
+            "`bash UniversalFakeDetect/train_normal.sh` or pass --ckpt"
+        )
+    return found[-1]
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.cache_views, args.no_cache = 0, False
+    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
+    device = options.choose_device(args.gpu_ids)
+    detector, header = load_checkpoint(ckpt, device=device)
+    if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
+        args.data_root = header["data_root"]
+    root, rows = load_rows(args)
+    test_rows = select(rows, split=args.split)
+    if not test_rows:
+        raise UserError(f"{root}: no images in the {args.split} split")
+    transform = TransformConfig(
+        load_size=args.load_size or header["load_size"],
+        crop_size=args.crop_size or header["crop_size"],
+        flip=False,
+    )
+    name = args.name or ckpt.parent.name
+    print(f"testing {ckpt} ({header['arch']}) on {root} [{args.split}, {len(test_rows)} images]")
+    source = build_source(detector, root, test_rows, transform, args, device, False)
+    training_sources = None
+    options_seen = header.get("options", {})
+    if header.get("data_root") == str(root) and options_seen:
+        training_sources = {r.source for r in select(rows, split="train")}
+    info = {"name": name, "checkpoint": str(ckpt), "arch": header["arch"], "split": args.split}
+    folder = Path(args.result_folder) / name
+    threshold = header.get("threshold")
+    result = evaluate_and_report(
+        detector, source, test_rows, folder, info, threshold, training_sources, args.batch_size
+    )
+    if args.robustness:
+        table = {"clean": result}
+        for perturbation in PERTURBATIONS:
+            dataset = ManifestImageDataset(
+                root,
+                test_rows,
+                perturbed_views(perturbation, transform),
+                crop_size=transform.crop_size,
+                strict=args.strict,
+            )
+            perturbed = ImageSource(dataset, device, num_workers=args.num_threads)
+            print(f"-- {perturbation}", file=sys.stderr)
+            table[perturbation] = evaluate_and_report(
+                detector,
+                perturbed,
+                test_rows,
+                folder / "robustness" / perturbation,
+                {**info, "perturbation": perturbation},
+                threshold,
+                training_sources,
+                args.batch_size,
+            )
+        path = write_robustness(table, folder)
+        print(f"robustness table: {path}")
+    print(f"results written to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""test.py and detect.py end to end on a checkpoint trained here; robustness table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from UniversalFakeDetect import detect, train
+from UniversalFakeDetect import test as test_cli
+from UniversalFakeDetect.evaluation.robustness import PERTURBATIONS
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoints folder with one detector trained for one epoch on the tiny dataset."""
+    folder = tmp_path_factory.mktemp("run")
+    code = train.main(
+        [
+            "--data_root", str(tiny_root), "--preset", "demo", "--niter", "1",
+            "--batch_size", "16", "--name", "tiny", "--gpu_ids", "-1",
+            "--checkpoints_dir", str(folder / "ckpt"), "--result_folder", str(folder / "res"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return folder
+
+
+def test_test_cli_defaults_to_the_newest_checkpoint(trained: Path, capsys) -> None:
+    args = ["--checkpoints_dir", str(trained / "ckpt"), "--result_folder", str(trained / "t")]
+    assert test_cli.main([*args, "--name", "again", "--robustness"]) == 0
+    folder = trained / "t" / "again"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["info"]["checkpoint"].endswith("tiny/model_best.safetensors")
+    with open(folder / "robustness.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["perturbation"] for r in table] == ["clean", *PERTURBATIONS]
+    clean = json.loads((trained / "res" / "tiny" / "metrics.json").read_text())["summary"]
+    assert float(table[0]["accuracy"]) == pytest.approx(clean["accuracy"])
+    assert "robustness table" in capsys.readouterr().out
+
+
+def test_detect_scores_files_and_folders(trained: Path, tiny_root: Path, tmp_path: Path) -> None:
+    folder = tiny_root / "ImageData" / "val" / "deconv-decoder"
+    single = tiny_root / "ImageData" / "val" / "skimage-photos" / "00000.jpg"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "verdicts.json"
+    ckpt = trained / "ckpt" / "tiny" / "model_best.safetensors"
+    argv = ["--ckpt", str(ckpt), str(single), str(folder), str(broken), "--output", str(out)]
+    assert detect.main(argv) == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 1 + len(list(folder.glob("*.jpg")))
+    assert all(0 <= r["prob_fake"] <= 1 for r in results)
+    assert all(r["verdict"] == ("fake" if r["prob_fake"] >= 0.5 else "real") for r in results)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["/no/such/image.jpg"], "/no/such/image.jpg: no such file"),
+        (["--threshold", "2", "{img}"], "--threshold 2"),
+        (["--output", "x.txt", "{img}"], "--output x.txt"),
+        (["--ckpt", "/no/ckpt.safetensors", "{img}"], "--ckpt /no/ckpt.safetensors"),
+    ],
+)
+def test_detect_bad_input(trained: Path, tiny_root: Path, capsys, argv, needle) -> None:
+    image = str(next((tiny_root / "ImageData" / "val").rglob("*.jpg")))
+    ckpt = ["--checkpoints_dir", str(trained / "ckpt")]
+    assert detect.main([a.replace("{img}", image) for a in argv] + ckpt) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_test_cli_without_checkpoints(tmp_path: Path, capsys) -> None:
+    assert test_cli.main(["--checkpoints_dir", str(tmp_path)]) == 2
+    assert "no */model_best.safetensors" in capsys.readouterr().err
