@@ -69,3 +69,32 @@ def test_folder_without_manifest_exits_2(tmp_path: Path, capsys) -> None:
     (tmp_path / "data").mkdir()
     assert run_train(tmp_path, "--data_root", str(tmp_path / "data")) == 2
     assert "no manifest.csv" in capsys.readouterr().err
+
+
+@pytest.fixture
+def root_with_truncated_jpeg(tiny_root: Path, tmp_path: Path) -> tuple[Path, str]:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    victim = next(r.path for r in read_manifest(root) if r.split == "val")
+    data = (root / victim).read_bytes()
+    (root / victim).write_bytes(data[: len(data) // 3])
+    return root, victim
+
+
+def test_truncated_jpeg_is_skipped_and_counted(root_with_truncated_jpeg, tmp_path, capsys):
+    root, _ = root_with_truncated_jpeg
+    flags = ["--data_root", str(root), "--preset", "demo", "--niter", "1", "--name", "t"]
+    assert run_train(tmp_path, *flags) == 0
+    metrics = json.loads((tmp_path / "results" / "t" / "metrics.json").read_text())
+    assert metrics["summary"]["unreadable_images"] == 1
+    assert "skipped unreadable images" in capsys.readouterr().err
+    assert list((tmp_path / "ckpt" / "t" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_truncated_jpeg_with_strict_exits_2(root_with_truncated_jpeg, tmp_path, capsys):
+    root, victim = root_with_truncated_jpeg
+    flags = ["--data_root", str(root), "--preset", "demo", "--niter", "1", "--strict"]
+    assert run_train(tmp_path, *flags) == 2
+    assert victim in capsys.readouterr().err
