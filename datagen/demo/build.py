@@ -105,7 +105,7 @@ def _fake_images(
         package, file = _draw_fake_photo(rng)
         region = split_region(load_photo(package, file), split)
         crop = random_crop(region, rng, *_crop_range(config))
-        lows.append(np.asarray(crop.resize((low, low), resample), dtype=np.float32) / 255.0)
+        lows.append(np.asarray(crop.resize((low, low), resample), dtype=np.float64) / 255.0)
     images = []
     for start in range(0, count, _BATCH):
         batch = torch.from_numpy(np.stack(lows[start : start + _BATCH])).permute(0, 3, 1, 2)
@@ -143,7 +143,12 @@ def dataset_info(config: DemoConfig) -> dict:
         if isinstance(source, PhotoSource):
             entry.update(family="real", photos=list(source.files), package=source.package)
         else:
-            entry.update(family="gan", upsampler=source.upsampler, weight_seed=source.weight_seed)
+            entry.update(
+                family="gan",
+                upsampler=source.upsampler,
+                weight_seed=source.weight_seed,
+                noise=source.noise,
+            )
         sources.append(entry)
     return {
         "name": "demo",

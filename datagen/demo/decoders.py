@@ -27,11 +27,12 @@ class GeneratorSpec:
     upsampler: str
     splits: tuple[str, ...]
     weight_seed: int
+    noise: float = 0.25  # size of the random weight perturbations: the artefacts' strength
 
 
 FAKE_SOURCES: tuple[GeneratorSpec, ...] = (
     GeneratorSpec("deconv-decoder", "transposed_conv", ("train", "val"), 101),
-    GeneratorSpec("nearest-decoder", "nearest_conv", ("train", "val"), 202),
+    GeneratorSpec("nearest-decoder", "nearest_conv", ("train", "val"), 202, noise=0.4),
     # Only in val: generators never seen in training, as in the paper's test set.
     GeneratorSpec("bilinear-decoder", "bilinear_conv", ("val",), 303),
     GeneratorSpec("pixelshuffle-decoder", "pixel_shuffle", ("val",), 404),
@@ -150,5 +151,9 @@ def _match_colours(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def build_decoder(spec: GeneratorSpec) -> Decoder:
-    """The decoder of a fake source, weights drawn from its seed."""
-    return Decoder(spec.upsampler, spec.weight_seed).eval()
+    """The decoder of a fake source, weights drawn from its seed.
+
+    It computes in float64, so that the thread count's effect on summation order never flips
+    the rounding of a pixel: the same seed gives the same bytes on any machine setting.
+    """
+    return Decoder(spec.upsampler, spec.weight_seed, noise=spec.noise).double().eval()

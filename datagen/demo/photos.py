@@ -42,7 +42,6 @@ REAL_SOURCES: tuple[PhotoSource, ...] = (
         ("train", "val"),
     ),
     PhotoSource("sklearn-photos", "sklearn", ("china.jpg", "flower.jpg"), ("train", "val")),
-    PhotoSource("matplotlib-photos", "matplotlib", ("grace_hopper.jpg",), ("train", "val")),
     # Only in val, like CelebA-HQ in the paper: a real domain the detector never saw.
     PhotoSource(
         "skimage-science",
@@ -62,10 +61,6 @@ def _package_image_dir(package: str) -> Path:
         import sklearn.datasets
 
         return Path(sklearn.datasets.__file__).parent / "images"
-    if package == "matplotlib":
-        import matplotlib
-
-        return Path(matplotlib.get_data_path()) / "sample_data"
     raise ValueError(f"unknown package {package!r}")
 
 

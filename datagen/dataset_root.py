@@ -1,0 +1,213 @@
+"""A dataset folder being built source by source, resumably.
+
+Layout: ``ImageData/{train,val}/...`` images, ``manifest.csv``, ``dataset.json`` (the
+preprocessing and what each source was built from), and ``.datagen/`` (a lock, the state of
+each source, the scratch folder for archives). The manifest is rewritten atomically at the end
+of each source: the rows under the source's folders are replaced, others kept, so a rerun
+never duplicates rows. A source whose state records the same fingerprint (what it was built
+from, and how) is finished and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from datagen.errors import UserError
+from datagen.fileio import atomic_write_json, ensure_writable_dir
+from datagen.manifest import (
+    MANIFEST_NAME,
+    ManifestRow,
+    read_manifest,
+    validate_rows,
+    write_manifest,
+)
+from datagen.preprocess import Preprocessing
+
+DATASET_INFO_NAME = "dataset.json"
+WORK_DIR = ".datagen"
+INFO_VERSION = 1
+
+
+def fingerprint(obj: Any) -> str:
+    """A stable hash of a JSON-able description."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != "encoder"}
+
+
+class DatasetRoot:
+    """The dataset at ``root``; use as a context manager (takes a lock against a second run)."""
+
+    def __init__(self, root: Path, prep: Preprocessing, scratch: Path | None = None) -> None:
+        self.root = Path(root)
+        self.prep = prep
+        self.work = self.root / WORK_DIR
+        self.scratch = Path(scratch) if scratch is not None else self.work / "scratch"
+        self.manifest_path = self.root / MANIFEST_NAME
+        self.info_path = self.root / DATASET_INFO_NAME
+        self.rows: list[ManifestRow] = []
+        self._lock_file: Any = None
+
+    # -- opening -----------------------------------------------------------------------------
+    def __enter__(self) -> DatasetRoot:
+        ensure_writable_dir(self.root, "--local_dataset_path")
+        (self.work / "state").mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            self._check_preprocessing()
+            if self.manifest_path.is_file():
+                self.rows = read_manifest(self.manifest_path, check_files=False)
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._unlock()
+
+    def _lock(self) -> None:
+        import fcntl
+
+        self._lock_file = open(self.work / "lock", "w")  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock_file.close()
+            self._lock_file = None
+            raise UserError(
+                f"--local_dataset_path {self.root}: another build is running in this folder; "
+                "wait for it to finish"
+            ) from exc
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def info(self) -> dict[str, Any]:
+        if not self.info_path.is_file():
+            return {}
+        try:
+            return json.loads(self.info_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{self.info_path}: not valid JSON ({exc})") from exc
+
+    def _check_preprocessing(self) -> None:
+        recorded = self.info().get("preprocessing")
+        wanted = self.prep.to_dict()
+        if recorded is None:
+            return
+        if _comparable(recorded) != _comparable(wanted):
+            raise UserError(
+                f"--local_dataset_path {self.root}: its images were made with "
+                f"{_comparable(recorded)}, this run asks for {_comparable(wanted)}; every image "
+                "of a dataset must go through the same preprocessing: use the same settings "
+                "or a new folder"
+            )
+        if recorded.get("encoder") != wanted.get("encoder"):
+            print(
+                f"warning: {self.info_path} records {recorded.get('encoder')}, this run uses "
+                f"{wanted.get('encoder')}",
+                file=sys.stderr,
+            )
+
+    # -- sources -----------------------------------------------------------------------------
+    def _state_path(self, name: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return self.work / "state" / f"{safe}.json"
+
+    def rows_under(self, prefixes: Sequence[str]) -> list[ManifestRow]:
+        return [r for r in self.rows if r.path.startswith(tuple(prefixes))]
+
+    def is_done(self, name: str, key: str, prefixes: Sequence[str]) -> bool:
+        """True when ``name`` was finished with fingerprint ``key`` and its rows are present."""
+        path = self._state_path(name)
+        if not path.is_file():
+            return False
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return False
+        return (
+            state.get("fingerprint") == key
+            and state.get("complete") is True
+            and state.get("rows") == len(self.rows_under(prefixes))
+        )
+
+    def state(self, name: str) -> dict[str, Any]:
+        path = self._state_path(name)
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            return json.loads(path.read_text())
+        return {}
+
+    def remove_temporaries(self, prefixes: Sequence[str]) -> int:
+        """Delete temporary files a killed run left in the source's folders; return the count."""
+        removed = 0
+        for prefix in prefixes:
+            folder = self.root / prefix
+            if not folder.is_dir():
+                continue
+            for current, _dirs, files in os.walk(folder):
+                for name in files:
+                    if name.startswith(".") and name.endswith(".tmp"):
+                        Path(current, name).unlink(missing_ok=True)
+                        removed += 1
+        return removed
+
+    def commit(
+        self,
+        name: str,
+        key: str,
+        rows: Iterable[ManifestRow],
+        prefixes: Sequence[str],
+        description: dict[str, Any],
+    ) -> None:
+        """Record a finished source: manifest (atomically), ``dataset.json``, then its state."""
+        new_rows = sorted(set(rows))
+        outside = [r.path for r in new_rows if not r.path.startswith(tuple(prefixes))]
+        if outside:
+            raise ValueError(f"{name}: rows outside its folders {list(prefixes)}: {outside[:3]}")
+        validate_rows(new_rows, root=self.root, origin=str(self.manifest_path))
+        keep = [r for r in self.rows if not r.path.startswith(tuple(prefixes))]
+        merged = keep + new_rows
+        write_manifest(merged, self.manifest_path, check_files=False)
+        self.rows = sorted(merged, key=lambda r: r.path)
+        info = self.info() or {"format_version": INFO_VERSION}
+        info["preprocessing"] = self.prep.to_dict()
+        info.setdefault("sources", {})[name] = {**description, "images": len(new_rows)}
+        info["notes"] = (
+            "Every image, real or fake, was decoded, oriented by its EXIF tag and converted by "
+            "the same preprocessing (see 'preprocessing') to a square JPEG."
+        )
+        atomic_write_json(self.info_path, info)
+        atomic_write_json(
+            self._state_path(name),
+            {"fingerprint": key, "complete": True, "rows": len(new_rows), **description},
+        )
+
+    def prune_scratch(self) -> None:
+        """Remove empty folders left in the scratch folder."""
+        for current, _dirs, _files in sorted(os.walk(self.scratch), reverse=True):
+            if Path(current) != self.scratch:
+                with contextlib.suppress(OSError):
+                    Path(current).rmdir()
+
+    def disk_usage(self, prefixes: Sequence[str] | None = None) -> int:
+        """Bytes of the JPEGs in the manifest (under ``prefixes`` when given)."""
+        rows = self.rows if prefixes is None else self.rows_under(prefixes)
+        total = 0
+        for r in rows:
+            with contextlib.suppress(FileNotFoundError):
+                total += (self.root / r.path).stat().st_size
+        return total

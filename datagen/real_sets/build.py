@@ -1,0 +1,287 @@
+"""Build the real sources (and import the Kaggle subset) into a dataset folder.
+
+Each source downloads its archive or URLs into the scratch folder, sends every image through
+a :class:`SourceWriter` (the one conversion, over all cores), deletes its downloads unless
+archives are kept, and commits its rows to the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from tqdm.auto import tqdm
+
+from datagen.catalog import HUB_IMAGE_ROOT, KAGGLE_SUBSET, KAGGLE_SUBSET_SLUG, RealSource
+from datagen.convert import ConversionPool
+from datagen.dataset_root import DatasetRoot, fingerprint
+from datagen.download import Downloader, RemoteFile
+from datagen.errors import UserError
+from datagen.fileio import atomic_write_json
+from datagen.manifest import LABEL_NAMES, REAL
+from datagen.real_sets.cc3m import Cc3mOptions, ChunkLog, build_cc3m, is_url, read_urls
+from datagen.real_sets.kaggle import KaggleClient
+from datagen.real_sets.zips import convert_zip, image_members, open_zip
+from datagen.source_writer import OUTSIDE, SourceReport, SourceWriter
+
+
+@dataclass(frozen=True)
+class RealOptions:
+    max_images: int | None = None
+    keep_archives: bool = False
+    progress: bool = True
+    cc3m: Cc3mOptions = field(default_factory=Cc3mOptions)
+    origins: dict[str, str] = field(default_factory=dict)  # source name -> path or URL
+
+
+def _cap(*limits: int | None) -> int | None:
+    values = [v for v in limits if v is not None]
+    return min(values) if values else None
+
+
+def _comparable_prep(root: DatasetRoot) -> dict:
+    return {k: v for k, v in root.prep.to_dict().items() if k != "encoder"}
+
+
+def fetch_kaggle(dataset: str, folder: Path, client: KaggleClient, downloader: Downloader) -> Path:
+    """The dataset's zip in ``folder``, downloaded unless a finished copy is there."""
+    marker = folder / ".complete.json"
+    if marker.is_file():
+        recorded = json.loads(marker.read_text())
+        zip_path = folder / recorded["zip"]
+        if zip_path.is_file() and zip_path.stat().st_size == recorded["size"]:
+            downloader.meter.add(recorded["size"])
+            return zip_path
+    zip_path = client.download(dataset, folder)
+    if not zip_path.is_file():
+        raise UserError(f"Kaggle dataset {dataset}: no zip at {zip_path} after the download")
+    size = zip_path.stat().st_size
+    downloader.meter.add(size)
+    atomic_write_json(marker, {"dataset": dataset, "zip": zip_path.name, "size": size})
+    return zip_path
+
+
+def _discard(folder: Path, downloader: Downloader) -> None:
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            downloader.meter.remove_file(path)
+        elif path.is_dir():
+            path.rmdir()
+    folder.rmdir()
+
+
+def _url_file_name(url: str, fallback: str) -> str:
+    name = PurePosixPath(unquote(urlsplit(url).path)).name
+    return name or fallback
+
+
+def _local_or_fetched(origin: str, folder: Path, downloader: Downloader, flag: str) -> Path:
+    if is_url(origin):
+        name = _url_file_name(origin, "download")
+        return downloader.fetch(RemoteFile(origin, name), folder / name)
+    path = Path(origin).expanduser()
+    if not path.is_file():
+        raise UserError(f"{flag} {origin}: file not found")
+    return path
+
+
+def build_real_source(
+    source: RealSource,
+    root: DatasetRoot,
+    pool: ConversionPool,
+    downloader: Downloader,
+    kaggle: KaggleClient | None,
+    options: RealOptions,
+) -> SourceReport:
+    """Build one real source into ``root`` and commit its rows."""
+    report = SourceReport(source.name, source.split, source.label)
+    origin = options.origins.get(source.name, source.origin)
+    prefixes = source.prefixes()
+    cap = _cap(source.images, options.max_images)
+    key = fingerprint(
+        {
+            "name": source.name,
+            "kind": source.kind,
+            "origin": origin,
+            "cap": cap,
+            "preprocessing": _comparable_prep(root),
+        }
+    )
+    if root.is_done(source.name, key, prefixes):
+        report.already_done = True
+        report.images[source.leaf] = len(root.rows_under(prefixes))
+        return report
+    root.remove_temporaries(prefixes)
+    scratch = root.scratch / source.name
+    bar = tqdm(
+        total=cap, desc=f"{source.split}/{source.name}", unit="img", disable=not options.progress
+    )
+    writer = SourceWriter(
+        root.root, pool, report, {source.leaf: source.leaf_dir()}, source.family, cap, bar
+    )
+    try:
+        if source.kind == "kaggle":
+            if kaggle is None:
+                raise UserError(f"{source.name}: no Kaggle client")
+            zip_path = fetch_kaggle(origin, scratch, kaggle, downloader)
+            convert_zip(zip_path, writer, source.leaf)
+        elif source.kind == "url":
+            zip_path = _local_or_fetched(origin, scratch, downloader, f"--{source.name}")
+            convert_zip(zip_path, writer, source.leaf)
+        elif source.kind == "cc3m":
+            flag = "--cc3m_train_tsv" if source.split == "train" else "--cc3m_val_tsv"
+            tsv = _local_or_fetched(origin, scratch / "tsv", downloader, flag)
+            chunks_key = fingerprint({"tsv": origin, "preprocessing": _comparable_prep(root)})
+            log = ChunkLog(root.work / "state" / f"{source.name}.chunks.json", chunks_key)
+            build_cc3m(
+                read_urls(tsv),
+                source.leaf,
+                writer,
+                scratch,
+                log,
+                options.cc3m,
+                options.keep_archives,
+                quiet=not options.progress,
+            )
+        else:
+            raise ValueError(f"unknown kind {source.kind!r}")
+        rows = writer.finish()
+    finally:
+        bar.close()
+    if not options.keep_archives:
+        _discard(scratch, downloader)
+    root.commit(
+        source.name,
+        key,
+        rows,
+        prefixes,
+        {
+            "split": source.split,
+            "label": source.label,
+            "family": source.family,
+            "origin": origin,
+            "leaves": [source.leaf],
+            "target_images": cap,
+        },
+    )
+    return report
+
+
+def _subset_leaf(
+    name: str, labels: dict[tuple[str, str], tuple[int, str]]
+) -> tuple[str, str, str, str] | None:
+    """``(split, leaf, leaf folder, path below it)`` of a Kaggle-subset member, or None."""
+    parts = PurePosixPath(name).parts
+    if HUB_IMAGE_ROOT not in parts[:-1]:
+        return None
+    start = parts.index(HUB_IMAGE_ROOT)
+    if len(parts) < start + 4:
+        return None
+    split = parts[start + 1]
+    rest = parts[start + 2 :]
+    for depth, folder in enumerate(rest[:-1]):
+        if (split, folder) in labels:
+            leaf_dir = "/".join((HUB_IMAGE_ROOT, split, *rest[: depth + 1]))
+            return split, folder, leaf_dir, "/".join(rest[depth + 1 :])
+    return None
+
+
+def import_kaggle_subset(
+    root: DatasetRoot,
+    pool: ConversionPool,
+    downloader: Downloader,
+    kaggle: KaggleClient,
+    labels: dict[tuple[str, str], tuple[int, str]],
+    options: RealOptions,
+) -> list[SourceReport]:
+    """Download the ready subset and convert it leaf by leaf (each leaf committed on its own)."""
+    slug = options.origins.get(KAGGLE_SUBSET, KAGGLE_SUBSET_SLUG)
+    scratch = root.scratch / KAGGLE_SUBSET
+    zip_path = fetch_kaggle(slug, scratch, kaggle, downloader)
+    with open_zip(zip_path) as archive:
+        members = [m.filename for m in image_members(archive)]
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    outside: list[str] = []
+    for name in members:
+        found = _subset_leaf(name, labels)
+        if found is None:
+            outside.append(name)
+        else:
+            groups.setdefault(found[:3], []).append(name)
+    reports = []
+    for (split, leaf, leaf_dir), names in sorted(groups.items()):
+        label, family = labels[(split, leaf)]
+        unit = f"{KAGGLE_SUBSET}-{split}-{leaf}"
+        report = SourceReport(f"{KAGGLE_SUBSET}:{leaf}", split, label)
+        prefixes = (leaf_dir + "/",)
+        key = fingerprint(
+            {
+                "slug": slug,
+                "zip": zip_path.stat().st_size,
+                "leaf_dir": leaf_dir,
+                "cap": options.max_images,
+                "preprocessing": _comparable_prep(root),
+            }
+        )
+        if root.is_done(unit, key, prefixes):
+            report.already_done = True
+            report.images[leaf] = len(root.rows_under(prefixes))
+            reports.append(report)
+            continue
+        root.remove_temporaries(prefixes)
+        wanted = set(names)
+        bar = tqdm(
+            total=len(names), desc=f"{split}/{leaf}", unit="img", disable=not options.progress
+        )
+        writer = SourceWriter(
+            root.root, pool, report, {leaf: leaf_dir}, family, options.max_images, bar
+        )
+        try:
+            convert_zip(
+                zip_path,
+                writer,
+                leaf,
+                select=wanted.__contains__,
+                relative_of=lambda name: _subset_leaf(name, labels)[3],  # type: ignore[index]
+            )
+            rows = writer.finish()
+        finally:
+            bar.close()
+        description = {
+            "split": split,
+            "label": label,
+            "family": family,
+            "origin": f"kaggle://{slug}",
+            "leaves": [leaf],
+        }
+        root.commit(unit, key, rows, prefixes, description)
+        reports.append(report)
+    if outside:
+        note = SourceReport(f"{KAGGLE_SUBSET}:other", "train", REAL)
+        for name in outside:
+            note.skip(OUTSIDE, name)
+        reports.append(note)
+    if not options.keep_archives:
+        _discard(scratch, downloader)
+    return reports
+
+
+def describe_plan(sources: list[RealSource], subset: bool, options: RealOptions) -> str:
+    """The ``--dry_run`` report of ``add_real_data``."""
+    lines = [f"{'source':12s} {'split':5s} {'images':>8s}  from"]
+    for s in sources:
+        origin = options.origins.get(s.name, s.origin)
+        cap = _cap(s.images, options.max_images)
+        shown = "all" if cap is None else str(cap)
+        how = {"cc3m": "img2dataset over", "kaggle": "Kaggle", "url": "zip at"}[s.kind]
+        lines.append(f"{s.name:12s} {s.split:5s} {shown:>8s}  {how} {origin} -> {s.leaf_dir()}")
+    if subset:
+        slug = options.origins.get(KAGGLE_SUBSET, KAGGLE_SUBSET_SLUG)
+        lines.append(f"{KAGGLE_SUBSET:12s} both  {'all':>8s}  Kaggle {slug} -> ImageData/...")
+    labels = ", ".join(f"{k}={v}" for k, v in LABEL_NAMES.items())
+    lines.append(f"(labels: {labels}; nothing was downloaded)")
+    return "\n".join(lines)
