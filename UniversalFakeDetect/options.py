@@ -29,10 +29,10 @@ GENERAL_DEFAULTS: dict[str, Any] = {
 DEMO_PRESET: dict[str, Any] = {
     "arch": "Imagenet:resnet18",
     "weights": "none",
-    "niter": 10,
+    "niter": 12,
     "lr": 1e-3,
     "batch_size": 64,
-    "earlystop_epoch": 3,
+    "earlystop_epoch": 2,
     "blur_prob": 0.0,
     "jpg_prob": 0.0,
 }
@@ -172,14 +172,14 @@ def add_run_options(parser: argparse.ArgumentParser, default_name: str) -> None:
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--niter", type=int, help="maximum epochs (100; 10 on the demo)")
+    group.add_argument("--niter", type=int, help="maximum epochs (100; 12 on the demo)")
     group.add_argument("--lr", type=float, help="initial learning rate (1e-4; 1e-3 on the demo)")
     group.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (0.9)")
     group.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (0)")
     group.add_argument(
         "--earlystop_epoch",
         type=int,
-        help="patience: epochs without validation gain before the LR drops 10x (5; 3 on demo)",
+        help="patience: epochs without validation gain before the LR drops 10x (5; 2 on demo)",
     )
     group.add_argument(
         "--min_lr", type=float, default=1e-6, help="stop when the LR falls below this (1e-6)"
@@ -216,19 +216,22 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_defaults(args: argparse.Namespace, is_demo: bool) -> list[str]:
-    """Fill unset options from the preset, then the general defaults; returns what the preset
-    set (for printing)."""
+def apply_defaults(
+    args: argparse.Namespace, is_demo: bool, skip: tuple[str, ...] = ()
+) -> list[str]:
+    """Fill unset options from the preset, then the general defaults (except ``skip``);
+    returns what the preset set (for printing)."""
     preset_name = args.preset or ("demo" if is_demo else None)
     preset = PRESETS.get(preset_name, {}) if preset_name else {}
     applied = []
     for key, general in GENERAL_DEFAULTS.items():
-        if getattr(args, key, None) is None:
+        if getattr(args, key, None) is None and key not in skip:
             value = preset.get(key, general)
             setattr(args, key, value)
             if key in preset:
                 applied.append(f"--{key} {value}")
-    args.preset = preset_name
+    if args.preset is None:
+        args.preset = preset_name
     return applied
 
 

@@ -16,9 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from active_learning.config import (
+    ConfigError,
+    add_active_learning_options,
+    apply_preset,
+    config_from_namespace,
+    explicit_dests,
+)
 from datagen.errors import UserError, exit_on_user_error
 from datagen.manifest import select
-from UniversalFakeDetect import options
+from UniversalFakeDetect import al_training, options
 from UniversalFakeDetect.checkpoint import save_checkpoint
 from UniversalFakeDetect.engine.fit import FitConfig, fit
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
@@ -48,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_model_options(parser)
     options.add_run_options(parser, default_name="demo_normal")
     options.add_training_options(parser)
+    add_active_learning_options(parser)
     return parser
 
 
@@ -105,9 +113,24 @@ def _tensorboard(log_dir: Path):
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit = explicit_dests(parser, argv)
+    apply_preset(args, explicit)  # the paper's active-learning presets, if named
     is_demo = uses_demo(args)
-    applied = options.apply_defaults(args, is_demo)
+    applied = []
+    if args.use_active_learning and is_demo and args.preset is None:
+        applied += al_training.apply_demo_active_learning(args, explicit)
+    skip = ("niter", "earlystop_epoch") if args.use_active_learning else ()
+    applied += options.apply_defaults(args, is_demo, skip=skip)
+    al_config = None
+    if args.use_active_learning:
+        try:
+            al_config = config_from_namespace(args)
+        except ConfigError as exc:
+            raise UserError(str(exc)) from exc
+    if al_config is not None:
+        args.niter, args.earlystop_epoch = al_config.niter, al_config.earlystop_epoch or 1
     validate_args(args)
     if applied:
         print(f"{args.preset} preset: {' '.join(applied)} (flags you give win)", file=sys.stderr)
@@ -162,6 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def save(path: Path, **extra) -> None:
         save_checkpoint(detector, path, **header, **extra)
+
+    if al_config is not None:
+        sources = {
+            "train": train_source,
+            "test": test_source,
+            "train_rows": train_rows,
+            "test_rows": test_rows,
+        }
+        return al_training.run(args, al_config, trainer, sources, header)
 
     writer, log = _tensorboard(checkpoint_dir / "tensorboard")
     start = time.perf_counter()

@@ -17,7 +17,8 @@ from sklearn.metrics import average_precision_score
 from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
-from UniversalFakeDetect.engine.sources import BatchSource
+from active_learning.mc_dropout import draw_masks, linear_head_probabilities
+from UniversalFakeDetect.engine.sources import BatchSource, FeatureSource
 from UniversalFakeDetect.models.detector import Detector
 
 
@@ -137,28 +138,26 @@ class DetectorTrainer:
 
     @torch.no_grad()
     def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
-        """[passes, len(indices)] P(fake) with dropout on and everything else in eval mode.
+        """[passes, len(indices)] P(fake) with dropout on in the head, all else in eval mode.
 
-        On cached features of a frozen backbone this is T dropout masks shared across the
-        items of a pass and one matrix product per pass (see DESIGN section 4).
+        T dropout masks, each shared by every item of its pass, and one matrix product per
+        chunk over the features (cached for a frozen backbone, else computed once with the
+        backbone in eval mode): see DESIGN section 4 and :mod:`active_learning.mc_dropout`.
         """
         indices = np.asarray(indices)
-        generator = torch.Generator().manual_seed(seed)
-        source = self.train_source
-        width = self.detector.width
-        keep = 1.0 - self.detector.dropout.p
-        masks = (torch.rand(passes, width, generator=generator) < keep).float() / max(keep, 1e-8)
-        weight = self.detector.fc.weight.detach().float().cpu()[0]  # [width]
+        masks = draw_masks(passes, self.detector.width, self.detector.dropout.p, seed)
+        weight = self.detector.fc.weight.detach().float().cpu().numpy()[0]
         bias = float(self.detector.fc.bias.detach().float().cpu()[0])
-        effective = (masks * weight).T  # [width, passes]
-        out = np.full((passes, len(indices)), np.nan, dtype=np.float32)
+        source = self.train_source
+        if isinstance(source, FeatureSource):
+            return linear_head_probabilities(source.data[0], weight, bias, masks, indices)
+        features = np.full((len(indices), self.detector.width), np.nan, dtype=np.float32)
         position = {int(i): p for p, i in enumerate(indices)}
         self.detector.eval()
-        for batch in source.batches(indices, self.batch_size * 8, 0, shuffle_seed=None):
-            features = source.features(self.detector, batch.inputs).float().cpu()
-            logits = features @ effective + bias  # [B, passes]
-            out[:, [position[int(i)] for i in batch.indices]] = torch.sigmoid(logits).T.numpy()
-        return out
+        for batch in source.batches(indices, self.batch_size * 4, 0, shuffle_seed=None):
+            rows = [position[int(i)] for i in batch.indices]
+            features[rows] = source.features(self.detector, batch.inputs).float().cpu().numpy()
+        return linear_head_probabilities(features, weight, bias, masks)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -98,3 +98,21 @@ def test_truncated_jpeg_with_strict_exits_2(root_with_truncated_jpeg, tmp_path, 
     flags = ["--data_root", str(root), "--preset", "demo", "--niter", "1", "--strict"]
     assert run_train(tmp_path, *flags) == 2
     assert victim in capsys.readouterr().err
+
+
+def test_wang2020_folders_train_and_test(tiny_root: Path, tmp_path: Path) -> None:
+    """0_real/1_fake generator folders under train/ and val/ (--data_mode wang2020)."""
+    import shutil
+
+    data = tmp_path / "wang"
+    for row in read_manifest(tiny_root):
+        generator = row.source if row.label else "pool"
+        target = data / row.split / generator / ("1_fake" if row.label else "0_real")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(
+            tiny_root / row.path, target / Path(row.path).name.replace(".", f"_{row.source}.", 1)
+        )
+    flags = ["--data_mode", "wang2020", "--wang2020_data_path", str(data), "--preset", "demo"]
+    assert run_train(tmp_path, *flags, "--niter", "1", "--name", "w") == 0
+    metrics = json.loads((tmp_path / "results" / "w" / "metrics.json").read_text())
+    assert {s["source"] for s in metrics["sources"]} >= {"pool", "bilinear-decoder"}

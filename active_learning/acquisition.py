@@ -1,0 +1,213 @@
+"""Acquisition scores: pure functions of MC-dropout probabilities, and their registry.
+
+Every score takes ``probs`` of shape [T, N] (P(positive) = P(fake) in each of T dropout passes
+over N candidates) and ``labels`` ([N] of 0/1, or ``None``) and returns [N] float64 scores,
+higher = more worth labelling. No I/O, no model, no randomness: ``uniform`` scores every
+candidate 0 and the selection breaks ties at random (:mod:`active_learning.selection`).
+
+The loss-weighted scores (6-9) read the true label of every candidate: they exist only in
+simulation, where the pool is labelled. :func:`score` with ``label_free=True`` runs them on the
+predicted label (mean probability >= 0.5) instead, which works on an unlabelled pool.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import entr
+
+ScoreFunction = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+
+ALL = "all"  # --acq_func 0: the five plain strategies in turn
+LOG_FLOOR = -100.0  # BCE clamps log(p) here, as torch's BCELoss does
+WEIGHT_FLOOR_SCORE = 0.1  # the 0.1 of the min-max additive normalisation (DESIGN section 6)
+
+
+def _as_probs(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probabilities must have shape [T, N], got {probs.shape}")
+    return probs
+
+
+def binary_entropy(q: np.ndarray) -> np.ndarray:
+    """H(q) = -q ln q - (1-q) ln(1-q) in nats, with 0 ln 0 = 0."""
+    q = np.asarray(q, dtype=np.float64)
+    out = entr(q)
+    out += entr(1.0 - q)
+    return out
+
+
+def binary_cross_entropy(p: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-sample BCE(p, y) = -y ln p - (1-y) ln(1-p), logs clamped at -100 (as torch)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p), LOG_FLOOR)
+        log_q = np.maximum(np.log1p(-p), LOG_FLOOR)
+    return -(y * log_p + (1 - y) * log_q)
+
+
+def minmax_additive_norm(scores: np.ndarray) -> np.ndarray:
+    """w = (s - m) / (max(s) - m) + 1 with m = min(min(s), 0.1): weights in [1, 2].
+
+    Where max(s) == m (all scores equal and <= 0.1, e.g. uniform's zeros) every w is 1.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return s.copy()
+    m = min(float(s.min()), WEIGHT_FLOOR_SCORE)
+    span = float(s.max()) - m
+    if span <= 0:
+        return np.ones_like(s)
+    return (s - m) / span + 1.0
+
+
+def predicted_labels(probs: np.ndarray) -> np.ndarray:
+    """The predicted class of each candidate: 1 where the mean probability is >= 0.5."""
+    return (_as_probs(probs).mean(axis=0) >= 0.5).astype(np.int64)
+
+
+# --- the five plain scores ----------------------------------------------------------------
+
+
+def uniform(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """1: all zeros; the selection's random tie-breaking makes the choice uniform."""
+    return np.zeros(np.shape(probs)[-1], dtype=np.float64)
+
+
+def max_entropy(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """2: predictive entropy H(p) of the mean probability p over the T passes."""
+    return binary_entropy(_as_probs(probs).mean(axis=0))
+
+
+def bald(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """3: mutual information H(p) - mean_t H(p_t) (clipped at 0 against rounding)."""
+    probs = _as_probs(probs)
+    expected = binary_entropy(probs).mean(axis=0)
+    return np.maximum(binary_entropy(probs.mean(axis=0)) - expected, 0.0)
+
+
+def var_ratios(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """4: 1 - (votes for the most frequent class) / T, a vote being p_t >= 0.5."""
+    probs = _as_probs(probs)
+    passes = probs.shape[0]
+    positive = (probs >= 0.5).sum(axis=0)
+    return 1.0 - np.maximum(positive, passes - positive) / passes
+
+
+def mean_std(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """5: mean over the two classes of std_t; both classes give std_t(p_t) (population std)."""
+    return _as_probs(probs).std(axis=0)
+
+
+# --- the loss-weighted scores (true labels: simulation only) ------------------------------
+
+
+def _loss_weighted(plain: ScoreFunction, name: str) -> ScoreFunction:
+    def score_fn(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        if labels is None:
+            raise ValueError(
+                f"{name} needs the labels of the candidates (true labels: simulation only); "
+                "use label_free=True to score with the predicted labels"
+            )
+        probs = _as_probs(probs)
+        labels = np.asarray(labels)
+        if labels.shape != (probs.shape[1],):
+            raise ValueError(f"labels must have shape ({probs.shape[1]},), got {labels.shape}")
+        loss = binary_cross_entropy(probs.mean(axis=0), labels)
+        return loss * minmax_additive_norm(plain(probs, None))
+
+    score_fn.__name__ = name
+    score_fn.__doc__ = (
+        f"BCE(p, y) * minmax_additive_norm({plain.__name__}) over the candidates; "
+        "reads the labels y (true labels: simulation only)."
+    )
+    return score_fn
+
+
+loss_weighted_max_entropy = _loss_weighted(max_entropy, "loss_weighted_max_entropy")
+loss_weighted_bald = _loss_weighted(bald, "loss_weighted_bald")
+loss_weighted_var_ratios = _loss_weighted(var_ratios, "loss_weighted_var_ratios")
+loss_weighted_mean_std = _loss_weighted(mean_std, "loss_weighted_mean_std")
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One strategy: its name, its original ``--acq_func`` number and its score function."""
+
+    name: str
+    number: int
+    function: ScoreFunction
+    needs_labels: bool  # reads the candidates' labels (true ones unless label_free)
+    needs_probs: bool  # needs MC-dropout passes (uniform does not)
+
+
+REGISTRY: dict[str, Acquisition] = {
+    a.name: a
+    for a in (
+        Acquisition("uniform", 1, uniform, needs_labels=False, needs_probs=False),
+        Acquisition("max_entropy", 2, max_entropy, needs_labels=False, needs_probs=True),
+        Acquisition("bald", 3, bald, needs_labels=False, needs_probs=True),
+        Acquisition("var_ratios", 4, var_ratios, needs_labels=False, needs_probs=True),
+        Acquisition("mean_std", 5, mean_std, needs_labels=False, needs_probs=True),
+        Acquisition("loss_weighted_max_entropy", 6, loss_weighted_max_entropy, True, True),
+        Acquisition("loss_weighted_bald", 7, loss_weighted_bald, True, True),
+        Acquisition("loss_weighted_var_ratios", 8, loss_weighted_var_ratios, True, True),
+        Acquisition("loss_weighted_mean_std", 9, loss_weighted_mean_std, True, True),
+    )
+}
+BY_NUMBER: dict[int, str] = {a.number: a.name for a in REGISTRY.values()}
+PLAIN: tuple[str, ...] = tuple(a.name for a in REGISTRY.values() if not a.needs_labels)
+
+
+def resolve_name(value: str | int) -> str:
+    """A registry name from a name or an original number; ``0`` / ``"all"`` -> ``"all"``.
+
+    Raises ValueError listing the choices (and the closest name) for anything else.
+    """
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        number = int(text)
+        if number == 0:
+            return ALL
+        if number in BY_NUMBER:
+            return BY_NUMBER[number]
+        raise ValueError(f"unknown acquisition number {number}: choose 0 (all plain) to 9")
+    if text == ALL or text in REGISTRY:
+        return text
+    close = difflib.get_close_matches(text, [*REGISTRY, ALL], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(
+        f"unknown acquisition function {text!r}{hint}; choose one of: "
+        + ", ".join(f"{a.number} {a.name}" for a in REGISTRY.values())
+        + ", 0 all"
+    )
+
+
+def get_acquisition(value: str | int) -> Acquisition:
+    """The strategy named by ``value`` (a name or 1..9)."""
+    name = resolve_name(value)
+    if name == ALL:
+        raise ValueError("'all' (0) is several strategies; run them with compare.run_strategies")
+    return REGISTRY[name]
+
+
+def score(
+    value: str | int,
+    probs: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    label_free: bool = False,
+) -> np.ndarray:
+    """Scores [N] of the strategy ``value``; ``label_free`` swaps labels for predicted ones."""
+    acquisition = get_acquisition(value)
+    if acquisition.needs_labels and label_free:
+        labels = predicted_labels(probs)
+    return acquisition.function(probs, labels if acquisition.needs_labels else None)

@@ -1,0 +1,54 @@
+"""The learner interface: what the active-learning loop needs from a model.
+
+The loop owns the randomness (it passes a seed to every call), the labelled and pool indices,
+the per-sample loss weights, early stopping and the history; a learner owns a model, its
+optimiser and the data. "Pool item i" means row i of the learner's training data, whose labels
+the loop holds as an oracle array (simulation). ``UniversalFakeDetect`` implements this with
+its own training code; :class:`active_learning.mlp_learner.MLPLearner` is a small reference
+implementation (a dropout MLP on arrays, used by the tests and the digits benchmark).
+
+Determinism contract (resuming relies on it): every random choice inside ``reset``,
+``train_epoch`` and ``mc_probabilities`` comes from the ``seed`` argument, and ``state_dict``
+captures everything else that changes (weights, optimiser state, learning rate), so
+``load_state_dict(state_dict())`` followed by the same calls gives the same results.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A binary classifier with dropout, trained and queried by the loop."""
+
+    lr: float
+    """The optimiser's learning rate, read and written by the loop: early stopping divides it
+    by 10, and every training round starts again from the rate found after ``reset``."""
+
+    def reset(self, seed: int) -> None:
+        """A fresh model and optimiser (start of a run), initialised from ``seed``."""
+
+    def train_epoch(self, indices: np.ndarray, weights: np.ndarray, seed: int) -> float:
+        """One epoch over pool items ``indices`` (shuffled with ``seed``), the per-sample loss
+        of item ``indices[i]`` multiplied by ``weights[i]`` (all 1 without the weighted loss);
+        returns the mean loss."""
+
+    def validate(self) -> dict[str, float]:
+        """Metrics on the learner's own validation data: at least ``acc`` and ``ap``."""
+
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        """P(positive) (= P(fake)) of pool items ``indices`` in each of ``passes`` MC-dropout
+        passes, [passes, len(indices)]: dropout on, BatchNorm frozen
+        (:mod:`active_learning.mc_dropout`)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: tensors, numbers, strings, lists and dicts only (it is
+        saved with ``torch.save`` and read back with ``weights_only=True``). With early
+        stopping the loop also keeps a deep copy of the round's best state in memory, so leave
+        out what never changes (a frozen backbone: the head and its optimiser suffice)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""

@@ -1,0 +1,406 @@
+"""The active-learning loop (DESIGN section 6), resumable after a kill.
+
+1. Draw the initial set: ``num_samples_per_class`` of each class, without replacement.
+2. Train ``al_niter_warmup`` epochs (iteration 0).
+3. For ``al_iter`` iterations: score the unlabelled pool (or a random ``subsample_size`` of it)
+   from ``dropout_iter`` MC-dropout passes, select ``query`` images (class-balanced with
+   ``balance_acquisition``), add them (weight w^3 with ``use_weighted_loss``, else 1), train
+   ``niter`` epochs on everything labelled, validate.
+
+A training round (2, or the training of one iteration) validates after every epoch when early
+stopping is on (``earlystop_epoch`` > 0): an epoch improves if its ``al_earlystop_metric``
+beats the round's best by ``earlystop_delta``; after ``earlystop_epoch`` epochs without
+improvement the learner goes back to the round's best state, the learning rate is divided by
+10 and training goes on; the round ends when the rate falls below ``min_lr`` or its epochs run
+out, and leaves the learner in the round's best state (its validation is the iteration's).
+Every round starts at the learning rate found after ``reset``, so new labels are learnt at the
+full rate even when an earlier round dropped it.
+
+Randomness: every draw uses a seed derived from (``seed``, purpose, iteration, epoch), never a
+running generator, so a run resumed from its state file repeats exactly what the killed run
+would have done. After each iteration the state (labelled indices in order, loss weights,
+history, the learner's state) is written to ``<out>/al_state.pt`` atomically, then the results
+(:mod:`active_learning.results`). Testing the final model on every source is the caller's:
+the learner is left in its final state, and ``on_iteration`` may evaluate after any iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from active_learning.acquisition import ALL, Acquisition, get_acquisition, predicted_labels, score
+from active_learning.atomic import atomic_write
+from active_learning.config import ALConfig, ConfigError
+from active_learning.learner import Learner
+from active_learning.results import IterationRecord, write_results
+from active_learning.selection import candidate_indices, select_query
+from active_learning.weighted_loss import decay_weights, query_weights
+
+STATE_FILE = "al_state.pt"
+STATE_VERSION = 1
+RESUMABLE_CHANGES = {"al_iter", "use_active_learning", "preset"}  # may differ on resume
+
+IterationHook = Callable[[IterationRecord, Learner], "dict[str, Any] | None"]
+Log = Callable[[str], None]
+
+
+class Purpose(IntEnum):
+    """What a derived seed is for (part of the seed, so streams never overlap)."""
+
+    RESET = 0
+    INITIAL_SET = 1
+    TRAIN = 2
+    MC_DROPOUT = 3
+    SUBSAMPLE = 4
+    SELECT = 5
+
+
+def derive_seed(seed: int, purpose: Purpose, iteration: int = 0, epoch: int = 0) -> int:
+    """A 31-bit seed for one (purpose, iteration, epoch) of a run seeded with ``seed``."""
+    state = np.random.SeedSequence([seed, int(purpose), iteration, epoch]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
+
+
+def _rng(seed: int, purpose: Purpose, iteration: int = 0) -> np.random.Generator:
+    return np.random.default_rng(derive_seed(seed, purpose, iteration))
+
+
+@dataclass
+class LoopResult:
+    """The end of one strategy's run; the learner is left in its final state."""
+
+    strategy: str
+    labelled: np.ndarray  # pool indices in the order they were labelled
+    weights: np.ndarray  # their loss weights at the end
+    history: list[dict[str, Any]]
+    state_path: Path | None
+    results_json: Path | None
+
+
+def initial_indices(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """``per_class`` pool indices of every class (0 then 1), without replacement."""
+    chosen = []
+    for value in (0, 1):
+        members = np.flatnonzero(labels == value)
+        if members.size < per_class:
+            raise ConfigError(
+                f"--num_samples_per_class {per_class}: the pool has only {members.size} "
+                f"images of class {value}"
+            )
+        chosen.append(np.sort(rng.choice(members, size=per_class, replace=False)))
+    return np.concatenate(chosen).astype(np.int64)
+
+
+def _plain(value: Any) -> Any:
+    """Python scalars and containers only (JSON and ``torch.load(weights_only=True)``)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value
+
+
+def _validate(learner: Learner) -> dict[str, float]:
+    metrics = _plain(dict(learner.validate()))
+    missing = {"acc", "ap"} - set(metrics)
+    if missing:
+        raise KeyError(f"learner.validate() must return 'acc' and 'ap'; missing {missing}")
+    return metrics
+
+
+@dataclass
+class RoundOutcome:
+    validation: dict[str, float]
+    epochs: int
+    lr_drops: int
+    loss: float | None  # None when the round trained no epoch
+    seconds: float
+
+
+def train_round(
+    learner: Learner,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    epochs: int,
+    config: ALConfig,
+    base_lr: float,
+    iteration: int,
+) -> tuple[RoundOutcome, np.ndarray]:
+    """Train one round with early stopping and LR drops; returns the outcome and the weights
+    after their per-epoch decay."""
+    start = time.perf_counter()
+    learner.lr = base_lr
+    patience = config.earlystop_epoch
+    metric = config.al_earlystop_metric
+    best: dict[str, float] | None = None
+    best_state: dict[str, Any] | None = None
+    at_best, bad, drops, done, losses = False, 0, 0, 0, []
+    for epoch in range(epochs):
+        if epoch > 0 and config.use_weighted_loss:
+            weights = decay_weights(weights, config.weighted_loss_decay)
+        seed = derive_seed(config.seed, Purpose.TRAIN, iteration, epoch)
+        losses.append(float(learner.train_epoch(indices, weights.copy(), seed)))
+        done += 1
+        if patience == 0:
+            continue
+        validation = _validate(learner)
+        if best is None or validation[metric] > best[metric] + config.earlystop_delta:
+            best, best_state = validation, copy.deepcopy(learner.state_dict())
+            at_best, bad = True, 0
+            continue
+        at_best, bad = False, bad + 1
+        if bad >= patience:
+            new_lr = learner.lr / 10
+            learner.load_state_dict(copy.deepcopy(best_state))
+            learner.lr = new_lr
+            at_best, bad, drops = True, 0, drops + 1
+            if new_lr < config.min_lr:
+                break
+    if best is None:
+        best = _validate(learner)
+    elif not at_best:
+        learner.load_state_dict(copy.deepcopy(best_state))
+    outcome = RoundOutcome(
+        validation=best,
+        epochs=done,
+        lr_drops=drops,
+        loss=float(np.mean(losses)) if losses else None,
+        seconds=time.perf_counter() - start,
+    )
+    return outcome, weights
+
+
+def query(
+    learner: Learner,
+    labels: np.ndarray,
+    labelled: np.ndarray,
+    config: ALConfig,
+    acquisition: Acquisition,
+    iteration: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pool indices of the next query and their scores (best first)."""
+    subsample_rng = _rng(config.seed, Purpose.SUBSAMPLE, iteration)
+    candidates = candidate_indices(labels.size, labelled, config.subsample_size, subsample_rng)
+    if candidates.size == 0:
+        return candidates, np.zeros(0)
+    predicted_needed = config.label_free and (
+        config.balance_acquisition or acquisition.needs_labels
+    )
+    if acquisition.needs_probs or predicted_needed:
+        seed = derive_seed(config.seed, Purpose.MC_DROPOUT, iteration)
+        probs = np.asarray(learner.mc_probabilities(candidates, config.dropout_iter, seed))
+        expected = (config.dropout_iter, candidates.size)
+        if probs.shape != expected:
+            raise ValueError(f"mc_probabilities returned shape {probs.shape}, not {expected}")
+    else:
+        probs = np.zeros((0, candidates.size))
+    reads_labels = acquisition.needs_labels and not config.label_free  # simulation only
+    true_labels = labels[candidates] if reads_labels else None
+    scores = score(acquisition.name, probs, true_labels, label_free=config.label_free)
+    classes = None
+    if config.balance_acquisition:
+        classes = predicted_labels(probs) if config.label_free else labels[candidates]
+    rng = _rng(config.seed, Purpose.SELECT, iteration)
+    return select_query(candidates, scores, config.query, rng, classes=classes, labelled=labelled)
+
+
+@dataclass
+class _Progress:
+    """What the state file holds besides the learner."""
+
+    labelled: np.ndarray
+    weights: np.ndarray
+    history: list[dict[str, Any]]
+    base_lr: float
+    next_iteration: int
+
+
+class _StateFile:
+    """``<out>/al_state.pt``: progress + learner state after the last finished iteration."""
+
+    def __init__(self, path: Path, config: ALConfig, strategy: str, labels: np.ndarray) -> None:
+        self.path, self.strategy = path, strategy
+        self.config = {**config.to_dict(), "acq_func": strategy}
+        self.fingerprint = hashlib.sha256(labels.astype(np.int8).tobytes()).hexdigest()
+
+    def load(self, learner: Learner) -> _Progress:
+        saved = torch.load(self.path, weights_only=True)
+        self._check(saved)
+        learner.load_state_dict(saved["learner"])
+        return _Progress(
+            labelled=saved["labelled"].numpy().astype(np.int64),
+            weights=saved["weights"].numpy().astype(np.float64),
+            history=list(saved["history"]),
+            base_lr=float(saved["base_lr"]),
+            next_iteration=int(saved["iteration"]) + 1,
+        )
+
+    def save(self, progress: _Progress, iteration: int, learner: Learner) -> None:
+        state = {
+            "version": STATE_VERSION,
+            "strategy": self.strategy,
+            "config": self.config,
+            "fingerprint": self.fingerprint,
+            "iteration": iteration,
+            "labelled": torch.from_numpy(progress.labelled.copy()),
+            "weights": torch.from_numpy(progress.weights.copy()),
+            "history": progress.history,
+            "base_lr": progress.base_lr,
+            "learner": learner.state_dict(),
+        }
+        atomic_write(self.path, lambda handle: torch.save(state, handle))
+
+    def _check(self, saved: dict[str, Any]) -> None:
+        hint = f"use another output folder, or delete {self.path} to start over"
+        if saved.get("version") != STATE_VERSION:
+            raise ConfigError(f"state file version {saved.get('version')}: {hint}")
+        if saved["fingerprint"] != self.fingerprint:
+            raise ConfigError(f"the state file was written for another pool; {hint}")
+        for key, value in saved["config"].items():
+            now = self.config.get(key)
+            if key not in RESUMABLE_CHANGES and now != value:
+                raise ConfigError(
+                    f"the state file was written with {key}={value!r}, now {now!r}; {hint}"
+                )
+
+
+def _start(learner: Learner, labels: np.ndarray, config: ALConfig) -> _Progress:
+    learner.reset(derive_seed(config.seed, Purpose.RESET))
+    initial_rng = _rng(config.seed, Purpose.INITIAL_SET)
+    labelled = initial_indices(labels, config.num_samples_per_class, initial_rng)
+    return _Progress(labelled, np.ones(labelled.size), [], float(learner.lr), 0)
+
+
+def run_active_learning(
+    learner: Learner,
+    labels: np.ndarray,
+    config: ALConfig,
+    out_dir: Path | None = None,
+    *,
+    strategy: str | None = None,
+    on_iteration: IterationHook | None = None,
+    resume: bool = True,
+    log: Log | None = print,
+) -> LoopResult:
+    """Run (or resume) one strategy's loop; ``labels`` is the oracle, one 0/1 per pool item.
+
+    With ``out_dir``, state and results go there, and an existing state file is resumed
+    (``resume=False`` starts over). ``strategy`` overrides ``config.acq_func``.
+    ``on_iteration(record, learner)`` runs after each iteration's training (the learner in that
+    iteration's final state); a dict it returns is stored in the record's ``extra``.
+    """
+    config.validate()
+    strategy = strategy or config.acq_func
+    if strategy == ALL:
+        raise ConfigError("--acq_func 0 runs several strategies: use compare.run_strategies")
+    acquisition = get_acquisition(strategy)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be a one-dimensional array of 0 (real) and 1 (fake)")
+    say = log or (lambda _: None)
+    state = (
+        None
+        if out_dir is None
+        else _StateFile(Path(out_dir) / STATE_FILE, config, strategy, labels)
+    )
+    if resume and state is not None and state.path.exists():
+        progress = state.load(learner)
+        say(
+            f"[{strategy}] resuming from {state.path} after iteration {progress.next_iteration - 1}"
+        )
+    else:
+        progress = _start(learner, labels, config)
+    results_json = None
+    if config.simulation_only and progress.next_iteration == 0:
+        say(f"[{strategy}] simulation only: " + "; ".join(config.true_label_uses))
+
+    for iteration in range(progress.next_iteration, config.al_iter + 1):
+        query_seconds, new = 0.0, np.zeros(0, dtype=np.int64)
+        if iteration > 0:
+            start = time.perf_counter()
+            new, new_scores = query(
+                learner, labels, progress.labelled, config, acquisition, iteration
+            )
+            query_seconds = time.perf_counter() - start
+            if new.size == 0:
+                say(f"[{strategy}] the pool is exhausted after iteration {iteration - 1}")
+                break
+            added = query_weights(new_scores) if config.use_weighted_loss else np.ones(new.size)
+            progress.labelled = np.concatenate([progress.labelled, new])
+            progress.weights = np.concatenate([progress.weights, added])
+        epochs = config.al_niter_warmup if iteration == 0 else config.niter
+        outcome, progress.weights = train_round(
+            learner,
+            progress.labelled,
+            progress.weights,
+            epochs,
+            config,
+            progress.base_lr,
+            iteration,
+        )
+        record = _record(iteration, labels[progress.labelled], new.size, query_seconds, outcome)
+        if on_iteration is not None:
+            record.extra.update(_plain(on_iteration(record, learner) or {}))
+        progress.history.append(_plain(record.to_dict()))
+        progress.next_iteration = iteration + 1
+        if state is not None:
+            state.save(progress, iteration, learner)
+            results_json = write_results(Path(out_dir), strategy, config, progress.history)
+        say(
+            f"[{strategy}] iteration {iteration}/{config.al_iter}: {record.labelled} labelled "
+            f"({record.labelled_real} real, {record.labelled_fake} fake), val acc "
+            f"{record.val_acc:.4f} AP {record.val_ap:.4f}, query {query_seconds:.2f} s, "
+            f"train {outcome.seconds:.2f} s ({outcome.epochs} epochs)"
+        )
+    if out_dir is not None and results_json is None and progress.history:  # nothing left to run
+        results_json = write_results(Path(out_dir), strategy, config, progress.history)
+    return LoopResult(
+        strategy,
+        progress.labelled,
+        progress.weights,
+        progress.history,
+        None if state is None else state.path,
+        results_json,
+    )
+
+
+def _record(
+    iteration: int,
+    labelled_labels: np.ndarray,
+    queried: int,
+    query_seconds: float,
+    outcome: RoundOutcome,
+) -> IterationRecord:
+    """The history entry of one iteration (``labelled_labels``: labels of the labelled set)."""
+    fake = int(labelled_labels.sum())
+    return IterationRecord(
+        iteration=iteration,
+        labelled=int(labelled_labels.size),
+        labelled_real=int(labelled_labels.size) - fake,
+        labelled_fake=fake,
+        queried=int(queried),
+        val_acc=float(outcome.validation["acc"]),
+        val_ap=float(outcome.validation["ap"]),
+        query_seconds=query_seconds,
+        train_seconds=outcome.seconds,
+        epochs=outcome.epochs,
+        lr_drops=outcome.lr_drops,
+        train_loss=outcome.loss,
+        validation=outcome.validation,
+    )

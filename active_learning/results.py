@@ -1,0 +1,233 @@
+"""Results of a run: per-iteration JSON and CSV, and plots drawn from the saved JSON.
+
+``<out>/al_results.json``: the run (strategy, config, whether true labels were read), one record
+per iteration (labelled count, per-class counts, validation acc and AP, query and training
+seconds, ...) and the final record. ``<out>/al_history.csv``: the records as rows.
+``<out>/learning_curve.png``: validation AP (and accuracy) against labelled images.
+A comparison of several runs (:func:`plot_comparison`) draws them on one plot with the uniform
+baseline dashed. Label 0 is real, 1 is fake.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from active_learning.atomic import atomic_write, atomic_write_json, atomic_write_text
+from active_learning.config import ALConfig
+
+RESULTS_JSON = "al_results.json"
+HISTORY_CSV = "al_history.csv"
+CURVE_PNG = "learning_curve.png"
+COMPARISON_PNG = "al_comparison.png"
+COMPARISON_CSV = "al_comparison.csv"
+BASELINE = "uniform"
+
+
+@dataclass
+class IterationRecord:
+    """One iteration: 0 is the initial set after warm-up, then one per query."""
+
+    iteration: int
+    labelled: int
+    labelled_real: int
+    labelled_fake: int
+    queried: int
+    val_acc: float
+    val_ap: float
+    query_seconds: float
+    train_seconds: float
+    epochs: int
+    lr_drops: int
+    train_loss: float | None
+    validation: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CSV_COLUMNS = [
+    "iteration",
+    "labelled",
+    "labelled_real",
+    "labelled_fake",
+    "queried",
+    "val_acc",
+    "val_ap",
+    "query_seconds",
+    "train_seconds",
+    "epochs",
+    "lr_drops",
+    "train_loss",
+]
+
+
+def run_summary(strategy: str, config: ALConfig, history: Sequence[dict[str, Any]]) -> dict:
+    """The JSON document of one run."""
+    uses = config.true_label_uses
+    return {
+        "strategy": strategy,
+        "config": {**config.to_dict(), "acq_func": strategy},
+        "label_free": config.label_free,
+        "simulation_only": bool(uses),
+        "true_label_uses": uses,
+        "note": (
+            "simulation: this run read the true labels of pool images ("
+            + "; ".join(uses)
+            + "), which an unlabelled pool does not have"
+            if uses
+            else "no pool label was read except those of queried images"
+        ),
+        "history": list(history),
+        "final": history[-1] if history else None,
+    }
+
+
+def history_csv(history: Sequence[dict[str, Any]]) -> str:
+    """The records as CSV; scalar ``extra`` entries become extra columns."""
+    extras = sorted(
+        {
+            key
+            for record in history
+            for key, value in record.get("extra", {}).items()
+            if isinstance(value, int | float | str | bool) or value is None
+        }
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS + extras)
+    for record in history:
+        row = [_cell(record[c]) for c in CSV_COLUMNS]
+        row += [_cell(record.get("extra", {}).get(k)) for k in extras]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_results(
+    out_dir: Path, strategy: str, config: ALConfig, history: Sequence[dict[str, Any]]
+) -> Path:
+    """Write the JSON, the CSV and the learning curve of one run; return the JSON's path."""
+    out_dir = Path(out_dir)
+    json_path = out_dir / RESULTS_JSON
+    atomic_write_json(json_path, run_summary(strategy, config, history))
+    atomic_write_text(out_dir / HISTORY_CSV, history_csv(history))
+    plot_learning_curve(json_path, out_dir / CURVE_PNG)
+    return json_path
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """A run's JSON document (``path`` may be its folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_JSON
+    return json.loads(path.read_text())
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _curve(run: dict[str, Any], key: str) -> tuple[list[int], list[float]]:
+    history = run["history"]
+    return [r["labelled"] for r in history], [r[key] for r in history]
+
+
+def plot_learning_curve(json_path: Path, png_path: Path) -> None:
+    """Validation AP and accuracy against labelled images, from a saved run."""
+    run = load_results(json_path)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, name in ((axes[0], "val_ap", "validation AP"), (axes[1], "val_acc", "accuracy")):
+        x, y = _curve(run, key)
+        ax.plot(x, y, marker="o", markersize=3)
+        ax.set_xlabel("labelled images")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    title = f"active learning: {run['strategy']}"
+    if run.get("simulation_only"):
+        title += " (simulation: true pool labels read)"
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save_figure(fig, png_path)
+    plt.close(fig)
+
+
+def _save_figure(fig, png_path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    data = buffer.getvalue()
+    atomic_write(Path(png_path), lambda handle: handle.write(data))
+
+
+def plot_comparison(json_paths: Sequence[Path], png_path: Path, title: str = "") -> None:
+    """Validation AP against labelled images for several saved runs on one plot; the uniform
+    baseline is drawn dashed in black."""
+    runs = [load_results(p) for p in json_paths]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in sorted(runs, key=lambda r: r["strategy"] != BASELINE):
+        x, y = _curve(run, "val_ap")
+        if run["strategy"] == BASELINE:
+            ax.plot(x, y, "k--", label=f"{BASELINE} (baseline)")
+        else:
+            label = run["strategy"] + (" [true labels]" if run.get("simulation_only") else "")
+            ax.plot(x, y, marker="o", markersize=3, label=label)
+    ax.set_xlabel("labelled images")
+    ax.set_ylabel("validation AP")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "active learning: strategies compared (same seed)")
+    fig.tight_layout()
+    _save_figure(fig, png_path)
+    plt.close(fig)
+
+
+def comparison_csv(json_paths: Sequence[Path]) -> str:
+    """One row per run: final labelled count, final and mean validation AP and accuracy."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["strategy", "labelled", "final_val_ap", "mean_val_ap", "final_val_acc", "simulation"]
+    )
+    for path in json_paths:
+        run = load_results(path)
+        history = run["history"]
+        aps = [r["val_ap"] for r in history]
+        writer.writerow(
+            [
+                run["strategy"],
+                history[-1]["labelled"],
+                _cell(aps[-1]),
+                _cell(sum(aps) / len(aps)),
+                _cell(history[-1]["val_acc"]),
+                run.get("simulation_only", False),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def write_comparison(json_paths: Sequence[Path], out_dir: Path) -> Path:
+    """The comparison plot and CSV of several runs in ``out_dir``; returns the plot's path."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / COMPARISON_CSV, comparison_csv(json_paths))
+    plot_comparison(json_paths, out_dir / COMPARISON_PNG)
+    return out_dir / COMPARISON_PNG

@@ -1,0 +1,232 @@
+"""Acquisition scores: hand-computed cases, an independent reference, the registry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import xlogy
+
+from active_learning import acquisition as acq
+
+# Three candidates, T = 4 passes (columns are candidates).
+PROBS = np.array(
+    [
+        [0.9, 0.5, 0.2],
+        [0.9, 0.5, 0.6],
+        [0.9, 0.5, 0.2],
+        [0.9, 0.5, 0.6],
+    ]
+)
+
+
+def h(q: float) -> float:
+    """Binary entropy in nats, written out by hand."""
+    return -(q * math.log(q) + (1 - q) * math.log(1 - q))
+
+
+# --- independent references on two-column probabilities [1-p, p] ---------------------------
+
+
+def two_column(probs: np.ndarray) -> np.ndarray:
+    return np.stack([1 - probs, probs], axis=-1)  # [T, N, 2]
+
+
+def ref_entropy(p2: np.ndarray) -> np.ndarray:
+    return -xlogy(p2, p2).sum(axis=-1)
+
+
+def ref_max_entropy(probs: np.ndarray) -> np.ndarray:
+    return ref_entropy(two_column(probs).mean(axis=0))
+
+
+def ref_bald(probs: np.ndarray) -> np.ndarray:
+    p2 = two_column(probs)
+    return ref_entropy(p2.mean(axis=0)) - ref_entropy(p2).mean(axis=0)
+
+
+def ref_mean_std(probs: np.ndarray) -> np.ndarray:
+    p2 = two_column(probs)
+    return np.mean([np.std(p2[:, :, c], axis=0) for c in range(2)], axis=0)
+
+
+def ref_var_ratios(probs: np.ndarray) -> np.ndarray:
+    passes, n = probs.shape
+    out = np.empty(n)
+    for j in range(n):
+        votes = np.bincount((probs[:, j] >= 0.5).astype(int), minlength=2)
+        out[j] = 1 - votes.max() / passes
+    return out
+
+
+def ref_bce(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return -(xlogy(y, p) + xlogy(1 - y, 1 - p))
+
+
+def ref_norm(s: np.ndarray) -> np.ndarray:
+    m = min(s.min(), 0.1)
+    return (s - m) / (s.max() - m) + 1
+
+
+REFERENCES = {
+    "max_entropy": ref_max_entropy,
+    "bald": ref_bald,
+    "var_ratios": ref_var_ratios,
+    "mean_std": ref_mean_std,
+}
+
+
+# --- hand-computed cases --------------------------------------------------------------------
+
+
+def test_max_entropy_by_hand() -> None:
+    expected = [h(0.9), math.log(2), h(0.4)]
+    np.testing.assert_allclose(acq.max_entropy(PROBS), expected, rtol=1e-12)
+
+
+def test_bald_by_hand() -> None:
+    expected = [0.0, 0.0, h(0.4) - (h(0.2) + h(0.6)) / 2]
+    np.testing.assert_allclose(acq.bald(PROBS), expected, rtol=1e-12, atol=1e-15)
+    assert acq.bald(PROBS)[2] == pytest.approx(0.0863, abs=1e-4)
+
+
+def test_var_ratios_by_hand() -> None:
+    # column 1: p = 0.5 votes fake in every pass; column 2: two of four votes fake
+    np.testing.assert_array_equal(acq.var_ratios(PROBS), [0.0, 0.0, 0.5])
+    three_of_four = np.array([[0.7], [0.8], [0.9], [0.1]])
+    assert acq.var_ratios(three_of_four)[0] == pytest.approx(0.25)
+
+
+def test_mean_std_by_hand() -> None:
+    np.testing.assert_allclose(acq.mean_std(PROBS), [0.0, 0.0, 0.2], atol=1e-15)
+
+
+def test_uniform_scores_zero() -> None:
+    np.testing.assert_array_equal(acq.uniform(PROBS), np.zeros(3))
+    assert acq.uniform(np.zeros((0, 5))).shape == (5,)
+
+
+def test_loss_weighted_by_hand() -> None:
+    labels = np.array([1, 0, 0])
+    scores = acq.loss_weighted_max_entropy(PROBS, labels)
+    plain = np.array([h(0.9), math.log(2), h(0.4)])
+    m = 0.1  # min(plain) = h(0.9) = 0.325 > 0.1
+    w = (plain - m) / (plain.max() - m) + 1
+    bce = np.array([-math.log(0.9), -math.log(0.5), -math.log(0.6)])
+    np.testing.assert_allclose(scores, bce * w, rtol=1e-12)
+    assert w[1] == pytest.approx(2.0)
+
+
+def test_minmax_additive_norm_edge_cases() -> None:
+    np.testing.assert_allclose(acq.minmax_additive_norm(np.array([0.0, 0.5, 1.0])), [1, 1.5, 2])
+    # all above 0.1: m = 0.1, so the lowest weight is above 1
+    np.testing.assert_allclose(acq.minmax_additive_norm(np.array([0.3, 0.5])), [1.5, 2.0])
+    # all equal and <= 0.1 (uniform's zeros): every weight 1, no division by zero
+    np.testing.assert_array_equal(acq.minmax_additive_norm(np.zeros(4)), np.ones(4))
+    # all equal above 0.1: every weight 2
+    np.testing.assert_array_equal(acq.minmax_additive_norm(np.full(3, 0.4)), np.full(3, 2.0))
+    assert acq.minmax_additive_norm(np.zeros(0)).shape == (0,)
+
+
+def test_bce_clamps_like_torch() -> None:
+    assert acq.binary_cross_entropy(np.array([0.0]), np.array([1]))[0] == pytest.approx(100.0)
+    assert acq.binary_cross_entropy(np.array([1.0]), np.array([1]))[0] == 0.0
+
+
+# --- against the reference on random probabilities -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_probs() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    probs = rng.beta(0.7, 0.7, size=(10, 200))
+    probs[:, :5] = 0.3  # constant columns
+    return probs
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_plain_scores_match_reference(name: str, random_probs: np.ndarray) -> None:
+    ours = getattr(acq, name)(random_probs)
+    np.testing.assert_allclose(ours, REFERENCES[name](random_probs), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_loss_weighted_match_reference(name: str, random_probs: np.ndarray) -> None:
+    labels = np.random.default_rng(3).integers(0, 2, size=random_probs.shape[1])
+    ours = getattr(acq, f"loss_weighted_{name}")(random_probs, labels)
+    plain = REFERENCES[name](random_probs)
+    expected = ref_bce(random_probs.mean(axis=0), labels) * ref_norm(plain)
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bald", "var_ratios", "mean_std"])
+def test_constant_column_scores_zero(name: str, random_probs: np.ndarray) -> None:
+    scores = getattr(acq, name)(random_probs)
+    np.testing.assert_allclose(scores[:5], 0.0, atol=1e-12)
+    assert (scores[5:] > 0).any()
+
+
+def test_scores_are_non_negative(random_probs: np.ndarray) -> None:
+    for name in acq.PLAIN:
+        assert (acq.score(name, random_probs) >= 0).all(), name
+
+
+# --- registry and label-free counterparts ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("1", "uniform"),
+        (2, "max_entropy"),
+        ("3", "bald"),
+        ("4", "var_ratios"),
+        ("5", "mean_std"),
+        ("6", "loss_weighted_max_entropy"),
+        ("7", "loss_weighted_bald"),
+        ("8", "loss_weighted_var_ratios"),
+        ("9", "loss_weighted_mean_std"),
+        ("0", "all"),
+        ("bald", "bald"),
+        ("all", "all"),
+    ],
+)
+def test_resolve_name(value: str | int, name: str) -> None:
+    assert acq.resolve_name(value) == name
+
+
+def test_unknown_names_are_explained() -> None:
+    with pytest.raises(ValueError, match="did you mean bald"):
+        acq.resolve_name("bal")
+    with pytest.raises(ValueError, match=r"0 .* to 9"):
+        acq.resolve_name("10")
+    with pytest.raises(ValueError, match="several strategies"):
+        acq.get_acquisition(0)
+
+
+def test_plain_strategies_in_original_order() -> None:
+    assert acq.PLAIN == ("uniform", "max_entropy", "bald", "var_ratios", "mean_std")
+    assert [acq.REGISTRY[n].needs_labels for n in acq.REGISTRY] == [False] * 5 + [True] * 4
+
+
+def test_loss_weighted_needs_labels_unless_label_free() -> None:
+    with pytest.raises(ValueError, match="simulation only"):
+        acq.score("loss_weighted_bald", PROBS)
+    predicted = acq.predicted_labels(PROBS)
+    np.testing.assert_array_equal(predicted, [1, 1, 0])  # p = 0.5 counts as fake
+    free = acq.score("loss_weighted_max_entropy", PROBS, label_free=True)
+    np.testing.assert_allclose(free, acq.loss_weighted_max_entropy(PROBS, predicted))
+    # label_free ignores given labels; plain scores never read them
+    wrong = np.array([0, 0, 1])
+    np.testing.assert_allclose(
+        acq.score("loss_weighted_max_entropy", PROBS, wrong, label_free=True), free
+    )
+    np.testing.assert_allclose(acq.score("bald", PROBS, wrong), acq.bald(PROBS))
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(ValueError, match=r"\[T, N\]"):
+        acq.bald(np.zeros(3))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        acq.loss_weighted_bald(PROBS, np.array([0, 1]))
