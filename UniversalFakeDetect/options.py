@@ -138,9 +138,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dropout", type=float, default=0.5, help="dropout before the head (0.5)")
 
 
-def add_run_options(parser: argparse.ArgumentParser, default_name: str) -> None:
+def add_run_options(parser: argparse.ArgumentParser, default_name: str | None) -> None:
     group = parser.add_argument_group("run")
-    group.add_argument("--name", default=default_name, help=f"experiment name ({default_name})")
+    name_help = (
+        "experiment name (demo_normal or demo_active_learning on the demo dataset, else normal "
+        "or active_learning)"
+        if default_name is None
+        else f"experiment name ({default_name or 'the checkpoint run name'})"
+    )
+    group.add_argument("--name", default=default_name, help=name_help)
     group.add_argument("--seed", type=int, default=0, help="random seed (0)")
     group.add_argument("--batch_size", type=int, help="batch size (256; 64 on the demo)")
     group.add_argument(

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_data_options(parser)
     options.add_augment_options(parser)
     options.add_model_options(parser)
-    options.add_run_options(parser, default_name="demo_normal")
+    options.add_run_options(parser, default_name=None)
     options.add_training_options(parser)
     add_active_learning_options(parser)
     return parser
@@ -131,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(str(exc)) from exc
     if al_config is not None:
         args.niter, args.earlystop_epoch = al_config.niter, al_config.earlystop_epoch or 1
+    if args.name is None:
+        kind = "active_learning" if args.use_active_learning else "normal"
+        args.name = f"demo_{kind}" if is_demo else kind
     validate_args(args)
     if applied:
         print(f"{args.preset} preset: {' '.join(applied)} (flags you give win)", file=sys.stderr)
