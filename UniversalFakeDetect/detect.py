@@ -13,6 +13,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoints_dir",
         type=Path,
-        default=Path("checkpoints"),
-        help="where to look for the newest checkpoint (./checkpoints)",
+        default=Path(os.environ.get("RFD_CHECKPOINTS_DIR", "checkpoints")),
+        help="where to look for the newest checkpoint (./checkpoints or $RFD_CHECKPOINTS_DIR)",
     )
     parser.add_argument(
         "--threshold",

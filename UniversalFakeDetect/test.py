@@ -53,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def newest_checkpoint(folder: Path) -> Path:
-    """The most recently written ``model_best.safetensors`` under ``folder``."""
-    found = sorted(Path(folder).glob("*/model_best.safetensors"), key=lambda p: p.stat().st_mtime)
+    """The most recently written checkpoint (``<run>/*.safetensors``) under ``folder``."""
+    found = sorted(Path(folder).glob("*/*.safetensors"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise UserError(
-            f"--checkpoints_dir {folder}: no */model_best.safetensors found; train one with "
+            f"--checkpoints_dir {folder}: no */*.safetensors checkpoint found; train one with "
             "`bash UniversalFakeDetect/train_normal.sh` or pass --ckpt"
         )
     return found[-1]

@@ -75,4 +75,4 @@ def test_detect_bad_input(trained: Path, tiny_root: Path, capsys, argv, needle) 
 
 def test_test_cli_without_checkpoints(tmp_path: Path, capsys) -> None:
     assert test_cli.main(["--checkpoints_dir", str(tmp_path)]) == 2
-    assert "no */model_best.safetensors" in capsys.readouterr().err
+    assert "no */*.safetensors checkpoint" in capsys.readouterr().err
