@@ -1,0 +1,228 @@
+"""Explain and judge test images with the (fine-tuned) LLaVA-NeXT model.
+
+For each image: the unguided question, the generated explanation, the parsed verdict word and
+the probability of fake, read from the logits of ``real`` vs ``fake`` right after ``Answer:``.
+Per-source accuracy and per-generator AP come from those probabilities.
+
+    python -m LLaVA_Experiments.explain --model llava-hf/llava-v1.6-vicuna-7b-hf \
+        --adapter checkpoints/llava_lora --data_root DATA --name llava_lora
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datagen.errors import UserError, exit_on_user_error
+from datagen.fileio import atomic_write_json, atomic_write_text, ensure_writable_dir
+from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, select
+from LLaVA_Experiments.model import (
+    ANSWER_PREFIX,
+    DEFAULT_MODEL,
+    QUESTION,
+    batched,
+    build_prompt,
+    load_adapter,
+    load_image,
+    load_model,
+    parse_verdict,
+    to_model,
+    verdict_token_ids,
+)
+from UniversalFakeDetect.data.data_root import resolve_data_root
+from UniversalFakeDetect.evaluation.metrics import evaluate_predictions
+from UniversalFakeDetect.evaluation.report import format_table, write_report
+
+
+@torch.no_grad()
+def generate_texts(
+    model: Any,
+    processor: Any,
+    images: Sequence[Any],
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    **generate_kwargs: Any,
+) -> list[str]:
+    """Greedy (by default) batched generation; returns only the new text of each prompt."""
+    processor.tokenizer.padding_side = "left"
+    inputs = processor(images=list(images), text=list(prompts), return_tensors="pt", padding=True)
+    inputs = to_model(inputs, model)
+    if max_new_tokens <= 0:
+        return ["" for _ in prompts]
+    kwargs = {"do_sample": False, "pad_token_id": processor.tokenizer.pad_token_id}
+    kwargs.update(generate_kwargs)
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
+    new = output[:, inputs["input_ids"].shape[1] :]
+    return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)]
+
+
+@torch.no_grad()
+def fake_probabilities(
+    model: Any, processor: Any, images: Sequence[Any], contexts: Sequence[str]
+) -> list[float]:
+    """P(fake) from the next-token logits of ``real`` vs ``fake`` after each context.
+
+    Each context must end with ``Answer:``; the two logits are softmaxed against each other.
+    """
+    real_id, fake_id = verdict_token_ids(processor.tokenizer)
+    processor.tokenizer.padding_side = "left"
+    inputs = processor(images=list(images), text=list(contexts), return_tensors="pt", padding=True)
+    inputs = to_model(inputs, model)
+    logits = model(**inputs).logits[:, -1, :].float()
+    pair = torch.stack([logits[:, real_id], logits[:, fake_id]], dim=1)
+    return torch.softmax(pair, dim=1)[:, 1].cpu().tolist()
+
+
+def explain_rows(
+    model: Any,
+    processor: Any,
+    root: Path,
+    rows: Sequence[ManifestRow],
+    question: str = QUESTION,
+    batch_size: int = 4,
+    max_new_tokens: int = 256,
+    force_answer: bool = False,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """One record per row: question, explanation, verdict, prob_fake, and whether forced.
+
+    The verdict is the model's own ``Answer:`` word; when it gave none (or ``force_answer``),
+    ``Answer:`` is appended to its explanation and the more likely of ``real``/``fake`` is taken
+    (``forced`` true). The probability always comes from the logits after ``Answer:``.
+    """
+    prompt = build_prompt(question)
+    records: list[dict[str, Any]] = []
+    for chunk in batched(list(rows), batch_size):
+        images = [load_image(root, r.path) for r in chunk]
+        texts = generate_texts(model, processor, images, [prompt] * len(chunk), max_new_tokens)
+        parsed = [parse_verdict(t) for t in texts]
+        contexts = [
+            # the same layout as the training answers: explanation, newline, "Answer:"
+            f"{prompt} {body}\n{ANSWER_PREFIX}" if body else f"{prompt} {ANSWER_PREFIX}"
+            for body, _ in parsed
+        ]
+        probs = fake_probabilities(model, processor, images, contexts)
+        for row, text, (body, word), prob in zip(chunk, texts, parsed, probs, strict=True):
+            forced = force_answer or word is None
+            verdict = ("fake" if prob >= 0.5 else "real") if forced else word
+            records.append(
+                {
+                    "path": row.path,
+                    "source": row.source,
+                    "label": row.label,
+                    "truth": LABEL_NAMES[row.label],
+                    "question": question,
+                    "explanation": body,
+                    "generated": text,
+                    "verdict": verdict,
+                    "forced": forced,
+                    "prob_fake": float(prob),
+                    "answer": f"{body}\n{ANSWER_PREFIX} {verdict}".strip(),
+                }
+            )
+        if progress:
+            print(f"explained {len(records)}/{len(rows)}", file=sys.stderr)
+    return records
+
+
+CSV_FIELDS = ("path", "source", "label", "verdict", "forced", "prob_fake", "explanation")
+
+
+def write_explanations(folder: Path, records: Sequence[dict[str, Any]], info: dict) -> None:
+    """explanations.json (everything), explanations.csv and explanations.txt (for reading)."""
+    atomic_write_json(folder / "explanations.json", {"info": info, "images": list(records)})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for r in records:
+        writer.writerow([r[f] if f != "prob_fake" else f"{r[f]:.6f}" for f in CSV_FIELDS])
+    atomic_write_text(folder / "explanations.csv", buffer.getvalue())
+    blocks = []
+    for r in records:
+        flag = " (forced)" if r["forced"] else ""
+        blocks.append(
+            f"== {r['path']}  [{r['source']}, truth {r['truth']}]\n"
+            f"Q: {r['question']}\n"
+            f"A: {r['explanation']}\n"
+            f"verdict: {r['verdict']}{flag}  P(fake) = {r['prob_fake']:.4f}\n"
+        )
+    atomic_write_text(folder / "explanations.txt", "\n".join(blocks))
+
+
+def sample_rows(
+    rows: Sequence[ManifestRow], per_source: int | None, seed: int
+) -> list[ManifestRow]:
+    """Up to ``per_source`` rows of each source (all when None), seeded, in path order."""
+    if per_source is None:
+        return sorted(rows)
+    rng = random.Random(seed)
+    kept: list[ManifestRow] = []
+    for source in sorted({r.source for r in rows}):
+        group = sorted(r for r in rows if r.source == source)
+        kept += group if len(group) <= per_source else rng.sample(group, per_source)
+    return sorted(kept)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder")
+    p.add_argument("--adapter", default=None, help="LoRA adapter folder from finetune_lora")
+    p.add_argument("--data_root", default=None, help="dataset folder (default: demo dataset)")
+    p.add_argument("--split", default="val", choices=("train", "val"))
+    p.add_argument("--sources", nargs="*", default=None, help="only these sources")
+    p.add_argument("--per_source", type=int, default=None, help="sample this many per source")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="llava_explain", help="results/<name>/")
+    p.add_argument("--results_dir", default="results")
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--max_new_tokens", type=int, default=256)
+    p.add_argument("--question", default=QUESTION)
+    p.add_argument("--force_answer", action="store_true", help="verdict always from the logits")
+    p.add_argument("--load_in_4bit", action="store_true")
+    p.add_argument("--device", default=None)
+    return p
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or (args.per_source is not None and args.per_source < 1):
+        raise UserError("--batch_size and --per_source must be at least 1")
+    root = resolve_data_root(args.data_root)
+    rows = select(read_manifest(root), split=args.split, sources=args.sources)
+    rows = sample_rows(rows, args.per_source, args.seed)
+    if not rows:
+        raise UserError(f"no images in split '{args.split}' of {root} for the chosen sources")
+    out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--name")
+    model, processor = load_model(args.model, args.device, args.load_in_4bit)
+    if args.adapter:
+        model = load_adapter(model, args.adapter)
+        model.eval()
+    records = explain_rows(
+        model, processor, root, rows, args.question, args.batch_size, args.max_new_tokens,
+        force_answer=args.force_answer, progress=True,
+    )  # fmt: skip
+    probs = [r["prob_fake"] for r in records]
+    result = evaluate_predictions(rows, probs)
+    info = {
+        "model": args.model, "adapter": args.adapter, "data_root": str(root),
+        "split": args.split, "images": len(rows), "question": args.question,
+        "max_new_tokens": args.max_new_tokens, "forced": sum(r["forced"] for r in records),
+    }  # fmt: skip
+    write_report(result, out, rows, probs, info)
+    write_explanations(out, records, info)
+    print(format_table(result))
+    print(f"results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

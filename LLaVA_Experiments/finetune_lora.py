@@ -1,0 +1,271 @@
+"""LoRA fine-tuning of LLaVA-NeXT on explanation conversations (LLaVA JSON format).
+
+peft LoRA on the language model's attention and MLP projections (not the vision tower), the
+multimodal projector fully trainable, optional 4-bit base (QLoRA), gradient checkpointing. Only
+assistant tokens count in the loss. The adapter (with its config and the base model's
+fingerprint) is saved to ``--output_dir``; ``--save_steps`` writes resumable checkpoints.
+
+    python -m LLaVA_Experiments.finetune_lora --data_root DATA \
+        --data LLaVA_Experiments/data/train_explanations.json --output_dir checkpoints/llava_lora
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datagen.errors import UserError, exit_on_user_error
+from datagen.fileio import atomic_write_json, ensure_writable_dir
+from LLaVA_Experiments.model import (
+    DEFAULT_MODEL,
+    encode_conversation,
+    load_adapter,
+    load_image,
+    load_model,
+    read_conversations,
+    to_model,
+    validate_record,
+    write_fingerprint,
+)
+
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+TRAINABLE_MODULES = ["multi_modal_projector"]
+STATE_NAME = "trainer_state.json"
+
+
+@dataclass
+class TrainConfig:
+    lora_r: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    lr: float = 2e-4
+    epochs: float = 1.0
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_length: int = 2048
+    gradient_checkpointing: bool = True
+    save_steps: int = 0
+    seed: int = 0
+    max_steps: int | None = None
+
+
+def add_lora(model: Any, config: TrainConfig, load_in_4bit: bool = False) -> Any:
+    """Wrap ``model`` with a fresh LoRA adapter; vision tower frozen, projector trainable."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if load_in_4bit:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=LORA_TARGETS,
+        modules_to_save=TRAINABLE_MODULES,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def load_dataset(data: Path, root: Path) -> list[dict[str, Any]]:
+    """Read and check every conversation before training starts."""
+    records = read_conversations(data)
+    if not records:
+        raise UserError(f"{data}: no conversations")
+    for record in records:
+        validate_record(record, root)
+    return records
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if (p / STATE_NAME).is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _order(count: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(count))
+    random.Random(seed * 1000003 + epoch).shuffle(order)
+    return order
+
+
+def _save(model: Any, folder: Path, extra: dict[str, Any] | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    write_fingerprint(model.get_base_model(), folder)
+    if extra is not None:
+        torch.save(extra["optimizer"], folder / "optimizer.pt")
+        torch.save(extra["scheduler"], folder / "scheduler.pt")
+        atomic_write_json(folder / STATE_NAME, extra["state"])
+
+
+def train(
+    model: Any,
+    processor: Any,
+    records: Sequence[dict[str, Any]],
+    root: Path,
+    output_dir: Path,
+    config: TrainConfig,
+    resume_from: Path | None = None,
+    load_in_4bit: bool = False,
+    progress: bool = False,
+) -> tuple[Any, list[float]]:
+    """Train LoRA (batch of one conversation, ``grad_accum`` per step); returns model, losses."""
+    torch.manual_seed(config.seed)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if resume_from is not None:
+        model = load_adapter(model, resume_from, trainable=True)
+    else:
+        model = add_lora(model, config, load_in_4bit)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    micro_total = math.ceil(len(records) * config.epochs)
+    total_steps = max(1, math.ceil(micro_total / config.grad_accum))
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    warmup = int(total_steps * config.warmup_ratio)
+
+    def schedule(step: int) -> float:  # linear warmup, cosine decay (the LLaVA recipe)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress_ = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress_))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    step = 0
+    if resume_from is not None:
+        state = json.loads((Path(resume_from) / STATE_NAME).read_text())
+        optimizer.load_state_dict(torch.load(Path(resume_from) / "optimizer.pt"))
+        scheduler.load_state_dict(torch.load(Path(resume_from) / "scheduler.pt"))
+        step = int(state["step"])
+    model.train()
+    losses: list[float] = []
+    micro = step * config.grad_accum
+    running = 0.0
+    while step < total_steps:
+        epoch, position = divmod(micro, len(records))
+        record = records[_order(len(records), config.seed, epoch)[position]]
+        image = load_image(root, str(record["image"]), what=f"conversation '{record.get('id')}'")
+        batch = encode_conversation(processor, image, record, config.max_length)
+        batch = to_model(batch, model)
+        loss = model(**batch).loss
+        (loss / config.grad_accum).backward()
+        running += float(loss.detach()) / config.grad_accum
+        micro += 1
+        if micro % config.grad_accum == 0:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(running)
+            running = 0.0
+            if progress:
+                print(f"step {step}/{total_steps} loss {losses[-1]:.4f}", file=sys.stderr)
+            if config.save_steps and step % config.save_steps == 0 and step < total_steps:
+                _save(
+                    model,
+                    Path(output_dir) / f"checkpoint-{step}",
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "state": {"step": step, "total_steps": total_steps, **asdict(config)},
+                    },
+                )
+    model.eval()
+    _save(model, Path(output_dir))
+    atomic_write_json(
+        Path(output_dir) / "training_info.json",
+        {"config": asdict(config), "steps": step, "losses": losses, "conversations": len(records)},
+    )
+    return model, losses
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder")
+    p.add_argument("--data", required=True, help="LLaVA JSON from make_train_data")
+    p.add_argument("--data_root", default=None, help="folder the 'image' paths are relative to")
+    p.add_argument("--output_dir", default="checkpoints/llava_lora")
+    p.add_argument("--lora_r", type=int, default=d.lora_r)
+    p.add_argument("--lora_alpha", type=int, default=d.lora_alpha)
+    p.add_argument("--lora_dropout", type=float, default=d.lora_dropout)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=float, default=d.epochs)
+    p.add_argument("--grad_accum", type=int, default=d.grad_accum)
+    p.add_argument("--max_length", type=int, default=d.max_length)
+    p.add_argument("--max_steps", type=int, default=None)
+    p.add_argument("--save_steps", type=int, default=d.save_steps, help="0: final adapter only")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no_gradient_checkpointing", action="store_true")
+    p.add_argument("--load_in_4bit", action="store_true")
+    p.add_argument(
+        "--resume", nargs="?", const="latest", default=None,
+        help="resume from the latest checkpoint-N in --output_dir, or from the one given",
+    )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
+    p.add_argument("--device", default=None)
+    return p
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    from UniversalFakeDetect.data.data_root import resolve_data_root
+
+    args = build_parser().parse_args(argv)
+    if args.lora_r < 1 or args.grad_accum < 1 or args.epochs <= 0 or args.lr <= 0:
+        raise UserError("--lora_r and --grad_accum must be >= 1, --epochs and --lr > 0")
+    root = resolve_data_root(args.data_root)
+    records = load_dataset(Path(args.data), root)
+    output_dir = Path(args.output_dir)
+    resume_from = None
+    if args.resume:
+        resume_from = (
+            latest_checkpoint(output_dir) if args.resume == "latest" else Path(args.resume)
+        )
+        if resume_from is None or not (resume_from / STATE_NAME).is_file():
+            raise UserError(f"--resume: no checkpoint found ({args.resume}, in {output_dir})")
+    elif (output_dir / "adapter_config.json").is_file() and not args.overwrite:
+        raise UserError(
+            f"--output_dir {output_dir}: holds an adapter; pass --overwrite or --resume"
+        )
+    elif args.overwrite and output_dir.is_dir():
+        shutil.rmtree(output_dir)
+    ensure_writable_dir(output_dir, flag="--output_dir")
+    config = TrainConfig(
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        lr=args.lr, epochs=args.epochs, grad_accum=args.grad_accum, max_length=args.max_length,
+        gradient_checkpointing=not args.no_gradient_checkpointing, save_steps=args.save_steps,
+        seed=args.seed, max_steps=args.max_steps,
+    )  # fmt: skip
+    dtype = None
+    if torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda")):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    model, processor = load_model(args.model, args.device, args.load_in_4bit, dtype=dtype)
+    processor.tokenizer.padding_side = "right"
+    _, losses = train(
+        model, processor, records, root, output_dir, config, resume_from, args.load_in_4bit,
+        progress=True,
+    )  # fmt: skip
+    first = f"{losses[0]:.4f}" if losses else "n/a"
+    last = f"{losses[-1]:.4f}" if losses else "n/a"
+    print(f"adapter saved to {output_dir} ({len(losses)} steps, loss {first} -> {last})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datagen.errors import UserError
+from datagen.manifest import read_manifest, select
+from LLaVA_Experiments import explain
+from LLaVA_Experiments.model import (
+    build_prompt,
+    ends_with_answer,
+    load_model,
+    parse_verdict,
+    verdict_token_ids,
+)
+
+
+def test_parse_verdict_takes_last_answer() -> None:
+    assert parse_verdict("edges look smooth. Answer: Fake.") == ("edges look smooth.", "fake")
+    assert parse_verdict("Answer: real then Answer : fake")[1] == "fake"
+    assert parse_verdict("no verdict here") == ("no verdict here", None)
+    assert ends_with_answer("noise.\nAnswer: real", "real")
+    assert not ends_with_answer("Answer: real, but more text", "real")
+    assert not ends_with_answer("noise.\nAnswer: real", "fake")
+
+
+def test_image_tokens_match_the_model(tiny_llava: Path, tiny_data: Path) -> None:
+    model, processor = load_model(str(tiny_llava), device="cpu")
+    rows = select(read_manifest(tiny_data), split="val")[:2]
+    from LLaVA_Experiments.model import load_image
+
+    images = [load_image(tiny_data, r.path) for r in rows]
+    inputs = processor(images=images, text=[build_prompt()] * 2, return_tensors="pt", padding=True)
+    image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert (inputs["input_ids"] == image_id).sum(1).tolist() == [24, 24]
+    assert model(**inputs).logits.shape[:2] == inputs["input_ids"].shape
+    real_id, fake_id = verdict_token_ids(processor.tokenizer)
+    assert processor.tokenizer.convert_ids_to_tokens([real_id, fake_id]) == ["real", "fake"]
+
+
+def test_explain_cli_forced_answers_and_metrics(
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    code = explain.main(
+        ["--model", str(tiny_llava), "--data_root", str(tiny_data), "--name", "tiny",
+         "--results_dir", str(tmp_path), "--max_new_tokens", "4", "--batch_size", "4",
+         "--force_answer", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    out = tmp_path / "tiny"
+    data = json.loads((out / "explanations.json").read_text())["images"]
+    assert len(data) == 9
+    for record in data:
+        assert 0.0 <= record["prob_fake"] <= 1.0
+        assert record["forced"]
+        assert record["verdict"] == ("fake" if record["prob_fake"] >= 0.5 else "real")
+        assert parse_verdict(record["answer"])[1] == record["verdict"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {m["source"] for m in metrics["sources"]} == {"real_photos", "stylegan3", "sd_v1"}
+    by_source = {m["source"]: m for m in metrics["sources"]}
+    assert by_source["stylegan3"]["ap"] is not None and by_source["real_photos"]["ap"] is None
+    real_acc = sum(r["verdict"] == "real" for r in data if r["source"] == "real_photos") / 3
+    assert by_source["real_photos"]["accuracy"] == pytest.approx(real_acc)
+    text = (out / "explanations.txt").read_text()
+    assert text.count("== ") == 9 and "P(fake)" in text
+    assert (out / "explanations.csv").read_text().splitlines()[0].startswith("path,source")
+
+
+def test_own_verdict_is_kept_when_given(tiny_llava: Path, tiny_data: Path, monkeypatch) -> None:
+    model, processor = load_model(str(tiny_llava), device="cpu")
+    rows = select(read_manifest(tiny_data), split="val")[:2]
+    monkeypatch.setattr(
+        explain, "generate_texts", lambda *a, **k: ["noise. Answer: real", "edges. Answer: fake"]
+    )
+    records = explain.explain_rows(model, processor, tiny_data, rows, batch_size=2)
+    assert [r["verdict"] for r in records] == ["real", "fake"]
+    assert [r["forced"] for r in records] == [False, False]
+    assert [r["explanation"] for r in records] == ["noise.", "edges."]
+
+
+def test_missing_weights_is_a_clear_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match=r"--model .*pass that folder with --model"):
+        load_model(str(empty), device="cpu")
+    with pytest.raises(UserError, match="folder not found"):
+        load_model(str(tmp_path / "nope"), device="cpu")
+
+
+def test_batched_probabilities_match_single_images(tiny_llava: Path, tiny_data: Path) -> None:
+    model, processor = load_model(str(tiny_llava), device="cpu")
+    rows = select(read_manifest(tiny_data), split="val")[:3]
+    from LLaVA_Experiments.model import load_image
+
+    images = [load_image(tiny_data, r.path) for r in rows]
+    contexts = [
+        build_prompt() + suffix for suffix in (" Answer:", " noise edges Answer:", " Answer:")
+    ]
+    batched_probs = explain.fake_probabilities(model, processor, images, contexts)
+    single = [
+        explain.fake_probabilities(model, processor, [im], [c])[0]
+        for im, c in zip(images, contexts, strict=True)
+    ]
+    assert batched_probs == pytest.approx(single, abs=1e-4)
+    assert len(set(round(p, 6) for p in single)) > 1  # the image and text change the answer
+
+
+def test_four_bit_needs_a_gpu(tiny_llava: Path, capsys) -> None:
+    with pytest.raises(UserError, match="4bit"):
+        load_model(str(tiny_llava), device="cpu", load_in_4bit=True)
