@@ -9,6 +9,7 @@ same --name.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +43,9 @@ from UniversalFakeDetect.pipeline import (
     transform_config,
     uses_demo,
 )
+
+# Options a resumed run must share with the run that left the state (--niter may grow).
+RESUME_KEYS = ("arch", "weights", "fix_backbone", "dropout", "batch_size", "seed", "cache_views")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         save,
         log,
         resume=not args.restart,
+        run_key=json.dumps(
+            {k: header[k] for k in ("load_size", "crop_size", "backbone_seed", "data_root")}
+            | {k: str(getattr(args, k)) for k in RESUME_KEYS},
+            sort_keys=True,
+        ),
     )
     if writer is not None:
         writer.close()

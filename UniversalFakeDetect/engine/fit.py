@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from datagen.errors import UserError
 from datagen.fileio import atomic_path
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 
@@ -66,8 +67,15 @@ class FitState:
     stopped: bool = False
 
 
-def _save_resume(path: Path, trainer: DetectorTrainer, state: FitState, best: dict) -> None:
-    payload = {"trainer": trainer.state_dict(), "fit": asdict(state), "best_model": best}
+def _save_resume(
+    path: Path, trainer: DetectorTrainer, state: FitState, best: dict, run_key: str
+) -> None:
+    payload = {
+        "trainer": trainer.state_dict(),
+        "fit": asdict(state),
+        "best_model": best,
+        "run_key": run_key,
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -79,12 +87,14 @@ def fit(
     save_checkpoint: Callable[[Path], None],
     log_scalars: Callable[[dict[str, float], int], None] | None = None,
     resume: bool = True,
+    run_key: str = "",
 ) -> FitState:
     """Train up to ``config.niter`` epochs; ``save_checkpoint(path)`` writes the current model.
 
     Writes ``model_best.safetensors`` at every improvement, ``model_epoch_N.safetensors`` every
     ``save_epoch_freq`` epochs and a resume state after every epoch; a rerun with ``resume``
-    continues after the last finished epoch.
+    continues after the last finished epoch. ``run_key`` names what must not change between a
+    run and its resumption (arch, data, sizes...); a different key refuses to resume.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume_path = checkpoint_dir / RESUME_NAME
@@ -93,6 +103,11 @@ def fit(
     best_model = copy.deepcopy(trainer.detector.state_dict())
     if resume and resume_path.is_file():
         saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        if saved.get("run_key", "") != run_key:
+            raise UserError(
+                f"{resume_path}: left by a run with other settings; pass --restart to start "
+                "over, or choose another --name"
+            )
         trainer.load_state_dict(saved["trainer"])
         state = FitState(**saved["fit"])
         early = EarlyStopping(**state.early_stopping)
@@ -135,6 +150,6 @@ def fit(
         if config.save_epoch_freq and state.epoch % config.save_epoch_freq == 0:
             save_checkpoint(checkpoint_dir / f"model_epoch_{state.epoch}.safetensors")
         state.early_stopping = asdict(early)
-        _save_resume(resume_path, trainer, state, best_model)
+        _save_resume(resume_path, trainer, state, best_model, run_key)
     trainer.detector.load_state_dict(best_model)
     return state

@@ -116,3 +116,11 @@ def test_wang2020_folders_train_and_test(tiny_root: Path, tmp_path: Path) -> Non
     assert run_train(tmp_path, *flags, "--niter", "1", "--name", "w") == 0
     metrics = json.loads((tmp_path / "results" / "w" / "metrics.json").read_text())
     assert {s["source"] for s in metrics["sources"]} >= {"pool", "bilinear-decoder"}
+
+
+def test_resume_state_of_other_settings_is_refused(tiny_root: Path, tmp_path: Path, capsys):
+    flags = ["--data_root", str(tiny_root), "--preset", "demo", "--niter", "1", "--name", "same"]
+    assert run_train(tmp_path, *flags) == 0
+    assert run_train(tmp_path, *flags, "--dropout", "0.2") == 2
+    assert "--restart" in capsys.readouterr().err
+    assert run_train(tmp_path, *flags, "--dropout", "0.2", "--restart") == 0
