@@ -124,3 +124,35 @@ def load_linear_head(detector: Detector, path: Path) -> Detector:
         )
     detector.fc.load_state_dict({"weight": weight.float(), "bias": bias.float()})
     return detector
+
+
+def load_detector(
+    path: Path,
+    arch: str | None = None,
+    weights: str = "pretrained",
+    crop_size: int = 224,
+    device: str = "cpu",
+) -> tuple[Detector, dict[str, Any]]:
+    """A toolkit checkpoint (``.safetensors``), or a published bare linear head (``.pth`` with
+    ``weight``/``bias``, e.g. UniversalFakeDetect's ``fc_weights.pth``) put on ``arch``'s frozen
+    backbone. Returns the detector in eval mode and its header."""
+    path = Path(path)
+    if path.suffix != ".pth":
+        return load_checkpoint(path, device=device)
+    if arch is None:
+        raise UserError(
+            f"--ckpt {path}: a bare linear head needs --arch (CLIP:ViT-L/14 for "
+            "UniversalFakeDetect's fc_weights.pth)"
+        )
+    image_size = crop_size if weights == "none" else None
+    backbone = build_backbone(arch, weights=weights, image_size=image_size)
+    detector = load_linear_head(Detector(backbone, dropout=0.0, fix_backbone=True), path)
+    header = {
+        "arch": arch,
+        "weights": weights,
+        "fix_backbone": True,
+        "load_size": 256,
+        "crop_size": crop_size,
+        "source": f"linear head {path.name}",
+    }
+    return detector.to(device).eval(), header

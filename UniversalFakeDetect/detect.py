@@ -24,7 +24,7 @@ from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import atomic_write_text
 from datagen.readers import walk_images
 from UniversalFakeDetect import options
-from UniversalFakeDetect.checkpoint import load_checkpoint
+from UniversalFakeDetect.checkpoint import load_detector
 from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
 from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
 from UniversalFakeDetect.test import newest_checkpoint
@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders")
     parser.add_argument(
         "--ckpt", type=Path, help="checkpoint; default: the newest under --checkpoints_dir"
+    )
+    parser.add_argument(
+        "--arch", help="backbone for a bare .pth head, e.g. CLIP:ViT-L/14 for UFD's fc_weights"
+    )
+    parser.add_argument(
+        "--weights",
+        choices=("pretrained", "none"),
+        default="pretrained",
+        help="backbone weights for a bare .pth head (pretrained)",
     )
     parser.add_argument(
         "--checkpoints_dir",
@@ -105,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = collect_images(args.inputs)
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
-    detector, header = load_checkpoint(ckpt, device=device)
+    detector, header = load_detector(ckpt, args.arch, args.weights, device=device)
     threshold = _threshold(args.threshold, header)
     transform = TransformConfig(header["load_size"], header["crop_size"], flip=False)
     results: list[dict] = []

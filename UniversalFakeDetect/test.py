@@ -15,7 +15,7 @@ from pathlib import Path
 from datagen.errors import UserError, exit_on_user_error
 from datagen.manifest import SPLITS, select
 from UniversalFakeDetect import options
-from UniversalFakeDetect.checkpoint import load_checkpoint
+from UniversalFakeDetect.checkpoint import load_detector
 from UniversalFakeDetect.data.datasets import ManifestImageDataset
 from UniversalFakeDetect.data.transforms import TransformConfig
 from UniversalFakeDetect.engine.sources import ImageSource
@@ -38,7 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_path",
         dest="ckpt",
         type=Path,
-        help="checkpoint (.safetensors); default: the newest under --checkpoints_dir",
+        help="checkpoint (.safetensors), or a bare linear head (.pth, with --arch); default: the "
+        "newest under --checkpoints_dir",
+    )
+    parser.add_argument(
+        "--arch", help="backbone for a bare .pth head, e.g. CLIP:ViT-L/14 for UFD's fc_weights"
+    )
+    parser.add_argument(
+        "--weights",
+        choices=("pretrained", "none"),
+        default="pretrained",
+        help="backbone weights for a bare .pth head (pretrained)",
     )
     parser.add_argument("--split", choices=SPLITS, default="val", help="split to test (val)")
     parser.add_argument(
@@ -69,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cache_views, args.no_cache = 0, False
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
-    detector, header = load_checkpoint(ckpt, device=device)
+    detector, header = load_detector(
+        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device
+    )
     if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
         args.data_root = header["data_root"]
     root, rows = load_rows(args)

@@ -76,3 +76,17 @@ def test_detect_bad_input(trained: Path, tiny_root: Path, capsys, argv, needle) 
 def test_test_cli_without_checkpoints(tmp_path: Path, capsys) -> None:
     assert test_cli.main(["--checkpoints_dir", str(tmp_path)]) == 2
     assert "no */*.safetensors checkpoint" in capsys.readouterr().err
+
+
+def test_published_linear_head_is_tested_on_its_backbone(tiny_root: Path, tmp_path: Path) -> None:
+    """UniversalFakeDetect's fc_weights.pth on CLIP:ViT-L/14 (random weights offline)."""
+    head = Path(__file__).resolve().parents[1] / "data" / "univfd_fc_weights.pth"
+    argv = [
+        "--ckpt", str(head), "--arch", "CLIP:ViT-L/14", "--weights", "none",
+        "--data_root", str(tiny_root), "--loadSize", "32", "--cropSize", "28",
+        "--result_folder", str(tmp_path), "--name", "univfd", "--gpu_ids", "-1",
+    ]  # fmt: skip
+    assert test_cli.main(argv) == 0
+    metrics = json.loads((tmp_path / "univfd" / "metrics.json").read_text())
+    assert metrics["info"]["arch"] == "CLIP:ViT-L/14"
+    assert test_cli.main([a for a in argv if a not in ("--arch", "CLIP:ViT-L/14")]) == 2
