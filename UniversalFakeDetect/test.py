@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     detector, header = load_detector(
         ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device
     )
+    if header.get("backbone_seed") is not None:  # a random frozen backbone's cached features
+        args.seed = int(header["backbone_seed"])  # are keyed by the seed it was drawn from
     if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
         args.data_root = header["data_root"]
     root, rows = load_rows(args)
