@@ -28,6 +28,7 @@ from LLaVA_Experiments.model import (
     ANSWER_PREFIX,
     DEFAULT_MODEL,
     QUESTION,
+    add_generation_options,
     batched,
     build_prompt,
     load_adapter,
@@ -182,12 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="llava_explain", help="results/<name>/")
     p.add_argument("--results_dir", default="results")
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--max_new_tokens", type=int, default=256)
-    p.add_argument("--question", default=QUESTION)
+    add_generation_options(p, max_new_tokens=256)
     p.add_argument("--force_answer", action="store_true", help="verdict always from the logits")
-    p.add_argument("--load_in_4bit", action="store_true")
-    p.add_argument("--device", default=None)
     return p
 
 

@@ -28,6 +28,7 @@ from datagen.manifest import ManifestRow, read_manifest, select
 from LLaVA_Experiments.model import (
     DEFAULT_MODEL,
     QUESTION,
+    add_generation_options,
     batched,
     build_prompt,
     ends_with_answer,
@@ -148,11 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per_source", type=int, default=500)
     p.add_argument("--split", default="train", choices=("train", "val"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--max_new_tokens", type=int, default=300)
-    p.add_argument("--question", default=QUESTION, help="the unguided question stored")
-    p.add_argument("--load_in_4bit", action="store_true")
-    p.add_argument("--device", default=None)
+    add_generation_options(p, max_new_tokens=300)
     return p
 
 

@@ -7,6 +7,7 @@ the fixed Vicuna template of LLaVA-1.6, so a processor without a chat template w
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Sequence
@@ -324,3 +325,12 @@ def read_conversations(path: Path) -> list[dict[str, Any]]:
 
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+def add_generation_options(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    """Options shared by the scripts that generate answers (data generation, explanation)."""
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--question", default=QUESTION, help="the unguided question")
+    parser.add_argument("--load_in_4bit", action="store_true")
+    parser.add_argument("--device", default=None)

@@ -13,7 +13,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,19 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ckpt", type=Path, help="checkpoint; default: the newest under --checkpoints_dir"
     )
-    parser.add_argument(
-        "--arch", help="backbone for a bare .pth head, e.g. CLIP:ViT-L/14 for UFD's fc_weights"
-    )
-    parser.add_argument(
-        "--weights",
-        choices=("pretrained", "none"),
-        default="pretrained",
-        help="backbone weights for a bare .pth head (pretrained)",
-    )
+    options.add_bare_head_options(parser)
     parser.add_argument(
         "--checkpoints_dir",
         type=Path,
-        default=Path(os.environ.get("RFD_CHECKPOINTS_DIR", "checkpoints")),
+        default=options.default_checkpoints_dir(),
         help="where to look for the newest checkpoint (./checkpoints or $RFD_CHECKPOINTS_DIR)",
     )
     parser.add_argument(

@@ -62,6 +62,24 @@ def _gpu_ids(text: str) -> list[int]:
     return [] if list(ids) == [-1] else list(ids)
 
 
+def default_checkpoints_dir() -> Path:
+    """``$RFD_CHECKPOINTS_DIR``, else ``./checkpoints``."""
+    return Path(os.environ.get("RFD_CHECKPOINTS_DIR", "checkpoints"))
+
+
+def add_bare_head_options(parser: argparse.ArgumentParser) -> None:
+    """``--arch``/``--weights`` for a published bare linear head passed as ``--ckpt x.pth``."""
+    parser.add_argument(
+        "--arch", help="backbone for a bare .pth head, e.g. CLIP:ViT-L/14 for UFD's fc_weights"
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_CHOICES,
+        default="pretrained",
+        help="backbone weights for a bare .pth head (pretrained)",
+    )
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -152,7 +170,7 @@ def add_run_options(parser: argparse.ArgumentParser, default_name: str | None) -
     group.add_argument(
         "--checkpoints_dir",
         type=Path,
-        default=Path(os.environ.get("RFD_CHECKPOINTS_DIR", "checkpoints")),
+        default=default_checkpoints_dir(),
         help="checkpoints go to CHECKPOINTS_DIR/NAME/ (./checkpoints or $RFD_CHECKPOINTS_DIR)",
     )
     group.add_argument(

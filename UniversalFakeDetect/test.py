@@ -41,15 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint (.safetensors), or a bare linear head (.pth, with --arch); default: the "
         "newest under --checkpoints_dir",
     )
-    parser.add_argument(
-        "--arch", help="backbone for a bare .pth head, e.g. CLIP:ViT-L/14 for UFD's fc_weights"
-    )
-    parser.add_argument(
-        "--weights",
-        choices=("pretrained", "none"),
-        default="pretrained",
-        help="backbone weights for a bare .pth head (pretrained)",
-    )
+    options.add_bare_head_options(parser)
     parser.add_argument("--split", choices=SPLITS, default="val", help="split to test (val)")
     parser.add_argument(
         "--robustness",

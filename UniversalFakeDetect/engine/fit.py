@@ -7,7 +7,6 @@ for ``patience`` epochs, divide the learning rate by 10 and continue; stop once 
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from collections.abc import Callable
@@ -100,7 +99,7 @@ def fit(
     resume_path = checkpoint_dir / RESUME_NAME
     state = FitState()
     early = EarlyStopping(patience=config.earlystop_epoch)
-    best_model = copy.deepcopy(trainer.detector.state_dict())
+    best_model = trainer.model_state()
     if resume and resume_path.is_file():
         saved = torch.load(resume_path, map_location="cpu", weights_only=True)
         if saved.get("run_key", "") != run_key:
@@ -134,7 +133,7 @@ def fit(
         note = ""
         if score > state.best_score:
             state.best_score, state.best_epoch = score, state.epoch
-            best_model = copy.deepcopy(trainer.detector.state_dict())
+            best_model = trainer.model_state()
             save_checkpoint(checkpoint_dir / "model_best.safetensors")
             note = "  (best)"
         if decision == "trigger":
@@ -151,5 +150,5 @@ def fit(
             save_checkpoint(checkpoint_dir / f"model_epoch_{state.epoch}.safetensors")
         state.early_stopping = asdict(early)
         _save_resume(resume_path, trainer, state, best_model, run_key)
-    trainer.detector.load_state_dict(best_model)
+    trainer.load_model_state(best_model)
     return state

@@ -56,10 +56,22 @@ class DetectorTrainer:
         self.val_source = val_source
         self.batch_size = batch_size
         self.progress = progress
-        self._initial_state = copy.deepcopy(detector.state_dict())
+        self._initial_state = self.model_state()
         self._optimiser_args = {"lr": lr, "betas": (beta1, 0.999), "weight_decay": weight_decay}
         self.optimizer = self._new_optimizer()
         self.epochs_run = 0
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights that training changes: the head only for a frozen backbone
+        (never a second copy of a backbone that may hold hundreds of millions of parameters)."""
+        state = self.detector.state_dict()
+        if self.detector.fix_backbone:
+            state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        return copy.deepcopy(state)
+
+    def load_model_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a :meth:`model_state`."""
+        self.detector.load_state_dict(state, strict=not self.detector.fix_backbone)
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.detector.trainable_parameters(), **self._optimiser_args)
@@ -67,7 +79,7 @@ class DetectorTrainer:
     # -- the learner interface ------------------------------------------------------------
     def reset(self, seed: int) -> None:
         """Back to the initial weights and a fresh optimiser."""
-        self.detector.load_state_dict(self._initial_state)
+        self.load_model_state(self._initial_state)
         self.optimizer = self._new_optimizer()
         self.epochs_run = 0
         torch.manual_seed(seed)
@@ -161,12 +173,12 @@ class DetectorTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": copy.deepcopy(self.detector.state_dict()),
+            "model": self.model_state(),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "epochs_run": self.epochs_run,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.detector.load_state_dict(state["model"])
+        self.load_model_state(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epochs_run = int(state["epochs_run"])
