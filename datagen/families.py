@@ -1,8 +1,9 @@
-"""Guess a generator family (gan, diffusion, autoregressive) from a source folder name."""
+"""Guess a generator family (gan, diffusion, autoregressive) and name from a source folder name."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _FAMILY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("autoregressive", ("cogview", "dalle-mini", "dall-e-mini", "vqgan", "parti", "taming")),
@@ -85,3 +86,52 @@ def infer_family(source: str, label: int) -> str:
             if "-" in keyword and keyword in joined:
                 return family
     return "unknown"
+
+
+def _version(prefix: str, sep: str = " v") -> Callable[[re.Match[str]], str]:
+    """A namer that appends a version written as digits (``15`` -> ``1.5``) to ``prefix``."""
+
+    def name(match: re.Match[str]) -> str:
+        digits = (match.group("v") or "").replace(".", "")
+        if not digits:
+            return prefix
+        return f"{prefix}{sep}{digits[0]}" + (f".{digits[1:]}" if len(digits) > 1 else "")
+
+    return name
+
+
+# Searched in order in the lower-cased source name; the first match names the generator.
+_GENERATOR_NAMES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"stylegan(?P<v>\d)?"), _version("StyleGAN", sep="")),
+    (re.compile(r"progan"), "ProGAN"),
+    (re.compile(r"biggan"), "BigGAN"),
+    (re.compile(r"cyclegan"), "CycleGAN"),
+    (re.compile(r"gaugan"), "GauGAN"),
+    (re.compile(r"stargan"), "StarGAN"),
+    (re.compile(r"(^|[^a-z])(deepfloyd|if(v\d+)?)([^a-z]|$)"), "DeepFloyd IF"),
+    (re.compile(r"sdxl|stable.?diffusion.?xl"), "Stable Diffusion XL"),
+    (re.compile(r"(^|[^a-z])sd(v?(?P<v>\d[\d.]?\d?))?([^a-z]|r|$)"), _version("Stable Diffusion")),
+    (re.compile(r"stable.?diffusion"), "Stable Diffusion"),
+    (re.compile(r"midjourney(v?(?P<v>\d))?"), _version("Midjourney")),
+    (re.compile(r"cogview(?P<v>\d)?"), _version("CogView", sep="")),
+    (re.compile(r"dall.?e.?mini"), "DALL-E mini"),
+    (re.compile(r"dall.?e(.?(?P<v>\d))?"), _version("DALL-E", sep=" ")),
+    (re.compile(r"glide"), "GLIDE"),
+    (re.compile(r"wukong"), "Wukong"),
+    (re.compile(r"vqdm"), "VQDM"),
+    (re.compile(r"(^|[^a-z])ldm"), "Latent Diffusion"),
+    (re.compile(r"(^|[^a-z])adm|guided"), "ADM (guided diffusion)"),
+)
+
+
+def generator_name(source: str) -> str | None:
+    """A readable generator name for a source folder name (``SDv15R-...`` -> Stable Diffusion v1.5).
+
+    ``None`` when the name matches no known generator.
+    """
+    lowered = source.lower()
+    for pattern, name in _GENERATOR_NAMES:
+        match = pattern.search(lowered)
+        if match:
+            return name if isinstance(name, str) else name(match)
+    return None

@@ -88,18 +88,26 @@ def evaluate_predictions(
     threshold: float = 0.5,
     tuned_threshold: float | None = None,
     training_sources: set[str] | None = None,
+    decisions: Sequence[int] | None = None,
 ) -> EvaluationResult:
     """Metrics per source and overall for probabilities of fake aligned with ``rows``.
 
     ``tuned_threshold`` (chosen on validation data) adds best-threshold accuracies;
     ``training_sources`` marks sources seen in training and adds means over seen and unseen
-    generators.
+    generators. ``decisions`` (0 real, 1 fake per row) replaces ``probs >= threshold`` for the
+    accuracies, e.g. the verdict words of a language model; AP, ROC-AUC and ECE stay on ``probs``.
     """
     probs_arr = np.asarray(probs, dtype=np.float64)
     labels = np.array([r.label for r in rows])
     sources = np.array([r.source for r in rows])
     if len(rows) != len(probs_arr):
         raise ValueError(f"{len(rows)} rows but {len(probs_arr)} probabilities")
+    if decisions is None:
+        decided = (probs_arr >= threshold).astype(int)
+    else:
+        decided = np.asarray(decisions, dtype=int)
+        if decided.shape != labels.shape or not np.isin(decided, (REAL, FAKE)).all():
+            raise ValueError(f"decisions must be {len(rows)} values of 0 or 1")
     real_mask = labels == REAL
     results = []
     for source in sorted(set(sources.tolist())):
@@ -108,7 +116,7 @@ def evaluate_predictions(
         family = next(r.family for r in rows if r.source == source) or (
             "real" if label == REAL else "unknown"
         )
-        predictions = (probs_arr[mask] >= threshold).astype(int)
+        predictions = decided[mask]
         metrics = SourceMetrics(
             source=source,
             family=family,
@@ -129,7 +137,7 @@ def evaluate_predictions(
     generators = [m for m in results if m.label == FAKE and m.ap is not None]
     summary: dict[str, float | int | None] = {
         "images": len(rows),
-        "accuracy": float(((probs_arr >= threshold).astype(int) == labels).mean()),
+        "accuracy": float((decided == labels).mean()),
         "real_accuracy": _mean([m.accuracy for m in results if m.label == REAL]),
         "fake_accuracy": _mean([m.accuracy for m in results if m.label == FAKE]),
         "mean_source_accuracy": _mean([m.accuracy for m in results]),

@@ -71,6 +71,24 @@ def test_real_sources_report_accuracy_but_no_ap(crafted) -> None:
             assert m.ap is None and m.roc_auc is None
 
 
+def test_decisions_replace_the_threshold_for_accuracy_only(crafted) -> None:
+    rows, probs = crafted
+    decisions = np.array([1, 0] * (len(rows) // 2) + [1] * (len(rows) % 2))
+    result = evaluate_predictions(rows, probs, decisions=decisions)
+    plain = evaluate_predictions(rows, probs)
+    labels = np.array([r.label for r in rows])
+    for m, p in zip(result.sources, plain.sources, strict=True):
+        mask = np.array([r.source == m.source for r in rows])
+        assert m.accuracy == pytest.approx(np.mean(decisions[mask] == m.label))
+        assert m.ap == p.ap and m.roc_auc == p.roc_auc
+    assert result.summary["accuracy"] == pytest.approx(np.mean(decisions == labels))
+    assert result.summary["ece"] == plain.summary["ece"]
+    with pytest.raises(ValueError, match="0 or 1"):
+        evaluate_predictions(rows, probs, decisions=decisions * 2)
+    with pytest.raises(ValueError, match="0 or 1"):
+        evaluate_predictions(rows, probs, decisions=decisions[:-1])
+
+
 def test_single_class_set_reports_accuracy_but_no_ap() -> None:
     rows = make_rows([("ganA", 1, 10)])
     probs = np.linspace(0.05, 0.95, 10)
