@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import atomic_write_json, atomic_write_text, ensure_writable_dir
 from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, select
+from LLaVA_Experiments.journal import Journal
 from LLaVA_Experiments.model import (
     ANSWER_PREFIX,
     DEFAULT_MODEL,
@@ -40,6 +43,7 @@ from LLaVA_Experiments.model import (
 )
 from UniversalFakeDetect.data.data_root import resolve_data_root
 from UniversalFakeDetect.evaluation.metrics import evaluate_predictions
+from UniversalFakeDetect.evaluation.plots import plot_all
 from UniversalFakeDetect.evaluation.report import format_table, write_report
 
 
@@ -82,6 +86,53 @@ def fake_probabilities(
     return torch.softmax(pair, dim=1)[:, 1].cpu().tolist()
 
 
+def explain_batch(
+    model: Any,
+    processor: Any,
+    root: Path,
+    rows: Sequence[ManifestRow],
+    question: str = QUESTION,
+    max_new_tokens: int = 256,
+    force_answer: bool = False,
+) -> list[dict[str, Any]]:
+    """One record per row: question, explanation, verdict, prob_fake, and whether forced.
+
+    The verdict is the model's own ``Answer:`` word; when it gave none (or ``force_answer``),
+    ``Answer:`` is appended to its explanation and the more likely of ``real``/``fake`` is taken
+    (``forced`` true). The probability always comes from the logits after ``Answer:``.
+    """
+    prompt = build_prompt(question)
+    images = [load_image(root, r.path) for r in rows]
+    texts = generate_texts(model, processor, images, [prompt] * len(rows), max_new_tokens)
+    parsed = [parse_verdict(t) for t in texts]
+    contexts = [
+        # the same layout as the training answers: explanation, newline, "Answer:"
+        f"{prompt} {body}\n{ANSWER_PREFIX}" if body else f"{prompt} {ANSWER_PREFIX}"
+        for body, _ in parsed
+    ]
+    probs = fake_probabilities(model, processor, images, contexts)
+    records = []
+    for row, text, (body, word), prob in zip(rows, texts, parsed, probs, strict=True):
+        forced = force_answer or word is None
+        verdict = ("fake" if prob >= 0.5 else "real") if forced else word
+        records.append(
+            {
+                "path": row.path,
+                "source": row.source,
+                "label": row.label,
+                "truth": LABEL_NAMES[row.label],
+                "question": question,
+                "explanation": body,
+                "generated": text,
+                "verdict": verdict,
+                "forced": forced,
+                "prob_fake": float(prob),
+                "answer": f"{body}\n{ANSWER_PREFIX} {verdict}".strip(),
+            }
+        )
+    return records
+
+
 def explain_rows(
     model: Any,
     processor: Any,
@@ -91,49 +142,33 @@ def explain_rows(
     batch_size: int = 4,
     max_new_tokens: int = 256,
     force_answer: bool = False,
+    journal: Journal | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """One record per row: question, explanation, verdict, prob_fake, and whether forced.
+    """Records for ``rows`` in order (see :func:`explain_batch`), batch by batch.
 
-    The verdict is the model's own ``Answer:`` word; when it gave none (or ``force_answer``),
-    ``Answer:`` is appended to its explanation and the more likely of ``real``/``fake`` is taken
-    (``forced`` true). The probability always comes from the logits after ``Answer:``.
+    With a ``journal``, images it already holds are not asked again and every finished batch
+    is appended to it, so a killed run resumes where it stopped.
     """
-    prompt = build_prompt(question)
-    records: list[dict[str, Any]] = []
-    for chunk in batched(list(rows), batch_size):
-        images = [load_image(root, r.path) for r in chunk]
-        texts = generate_texts(model, processor, images, [prompt] * len(chunk), max_new_tokens)
-        parsed = [parse_verdict(t) for t in texts]
-        contexts = [
-            # the same layout as the training answers: explanation, newline, "Answer:"
-            f"{prompt} {body}\n{ANSWER_PREFIX}" if body else f"{prompt} {ANSWER_PREFIX}"
-            for body, _ in parsed
-        ]
-        probs = fake_probabilities(model, processor, images, contexts)
-        for row, text, (body, word), prob in zip(chunk, texts, parsed, probs, strict=True):
-            forced = force_answer or word is None
-            verdict = ("fake" if prob >= 0.5 else "real") if forced else word
-            records.append(
-                {
-                    "path": row.path,
-                    "source": row.source,
-                    "label": row.label,
-                    "truth": LABEL_NAMES[row.label],
-                    "question": question,
-                    "explanation": body,
-                    "generated": text,
-                    "verdict": verdict,
-                    "forced": forced,
-                    "prob_fake": float(prob),
-                    "answer": f"{body}\n{ANSWER_PREFIX} {verdict}".strip(),
-                }
+    done: dict[str, dict[str, Any]] = dict(journal.records) if journal is not None else {}
+    todo = [r for r in rows if r.path not in done]
+    bar = tqdm(
+        total=len(rows), initial=len(rows) - len(todo), desc="explain", unit="img",
+        disable=not progress,
+    )  # fmt: skip
+    with bar:
+        for chunk in batched(todo, batch_size):
+            records = explain_batch(
+                model, processor, root, chunk, question, max_new_tokens, force_answer
             )
-        if progress:
-            print(f"explained {len(records)}/{len(rows)}", file=sys.stderr)
-    return records
+            if journal is not None:
+                journal.append(records)
+            done.update((r["path"], r) for r in records)
+            bar.update(len(chunk))
+    return [done[r.path] for r in rows]
 
 
+JOURNAL_NAME = "explanations.partial.jsonl"
 CSV_FIELDS = ("path", "source", "label", "verdict", "forced", "prob_fake", "explanation")
 
 
@@ -181,11 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", nargs="*", default=None, help="only these sources")
     p.add_argument("--per_source", type=int, default=None, help="sample this many per source")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default="llava_explain", help="results/<name>/")
-    p.add_argument("--results_dir", default="results")
+    p.add_argument("--name", default="llava_explain", help="results go to RESULTS_DIR/NAME/")
+    p.add_argument(
+        "--results_dir", "--result_folder", dest="results_dir",
+        default=os.environ.get("RFD_RESULTS_DIR", "results"),
+        help="./results or $RFD_RESULTS_DIR",
+    )  # fmt: skip
     add_generation_options(p, max_new_tokens=256)
     p.add_argument("--force_answer", action="store_true", help="verdict always from the logits")
+    p.add_argument(
+        "--restart", action="store_true",
+        help="discard an unfinished run of this --name instead of resuming it",
+    )  # fmt: skip
     return p
+
+
+def run_settings(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """What must stay equal for an interrupted run to be resumed (batch size may change)."""
+    return {
+        "model": args.model, "adapter": args.adapter, "data_root": str(root),
+        "split": args.split, "sources": args.sources, "per_source": args.per_source,
+        "seed": args.seed, "question": args.question, "max_new_tokens": args.max_new_tokens,
+        "force_answer": args.force_answer, "load_in_4bit": args.load_in_4bit,
+    }  # fmt: skip
 
 
 @exit_on_user_error
@@ -199,23 +252,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         raise UserError(f"no images in split '{args.split}' of {root} for the chosen sources")
     out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--name")
+    settings = run_settings(args, root)
+    journal = Journal.open(out / JOURNAL_NAME, settings, "path", args.restart, flag="--name")
+    if len(journal):
+        print(f"resuming: {len(journal)} images already explained in {journal.path}")
     model, processor = load_model(args.model, args.device, args.load_in_4bit)
     if args.adapter:
         model = load_adapter(model, args.adapter)
         model.eval()
     records = explain_rows(
         model, processor, root, rows, args.question, args.batch_size, args.max_new_tokens,
-        force_answer=args.force_answer, progress=True,
+        force_answer=args.force_answer, journal=journal, progress=True,
     )  # fmt: skip
     probs = [r["prob_fake"] for r in records]
-    result = evaluate_predictions(rows, probs)
+    verdicts = [int(r["verdict"] == "fake") for r in records]
+    result = evaluate_predictions(rows, probs, decisions=verdicts)
     info = {
-        "model": args.model, "adapter": args.adapter, "data_root": str(root),
-        "split": args.split, "images": len(rows), "question": args.question,
-        "max_new_tokens": args.max_new_tokens, "forced": sum(r["forced"] for r in records),
+        **settings, "images": len(rows), "forced": sum(r["forced"] for r in records),
+        "accuracy_from": "the verdict word (from the logits where forced)",
+        "ap_from": "P(fake) from the logits of 'real' vs 'fake' after 'Answer:'",
     }  # fmt: skip
     write_report(result, out, rows, probs, info)
+    plot_all(out)
     write_explanations(out, records, info)
+    journal.discard()
     print(format_table(result))
     print(f"results in {out}")
     return 0

@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import atomic_write_json, ensure_writable_dir
@@ -41,6 +44,12 @@ from LLaVA_Experiments.model import (
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 TRAINABLE_MODULES = ["multi_modal_projector"]
 STATE_NAME = "trainer_state.json"
+RNG_NAME = "rng_state.pt"
+# Settings a resumed run must share with the checkpoint (the rest may change, e.g. save_steps).
+RESUME_MUST_MATCH = (
+    "lora_r", "lora_alpha", "lora_dropout", "lr", "epochs", "grad_accum", "warmup_ratio",
+    "weight_decay", "max_length", "seed",
+)  # fmt: skip
 
 
 @dataclass
@@ -56,6 +65,7 @@ class TrainConfig:
     max_length: int = 2048
     gradient_checkpointing: bool = True
     save_steps: int = 0
+    save_total_limit: int = 2
     seed: int = 0
     max_steps: int | None = None
 
@@ -101,14 +111,47 @@ def _order(count: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def _save(model: Any, folder: Path, extra: dict[str, Any] | None = None) -> None:
+def _save_adapter(model: Any, folder: Path) -> None:
+    """Save the adapter and the base model's fingerprint; ``adapter_config.json`` lands last.
+
+    Files are written to a temporary folder and moved in, so a kill never leaves a folder whose
+    config points at missing or partial weights.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
-    write_fingerprint(model.get_base_model(), folder)
-    if extra is not None:
-        torch.save(extra["optimizer"], folder / "optimizer.pt")
-        torch.save(extra["scheduler"], folder / "scheduler.pt")
-        atomic_write_json(folder / STATE_NAME, extra["state"])
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
+    try:
+        model.save_pretrained(str(staging))
+        write_fingerprint(model.get_base_model(), staging)
+        names = sorted(p.name for p in staging.iterdir() if p.name != "adapter_config.json")
+        for name in [*names, "adapter_config.json"]:
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _save_checkpoint(
+    model: Any, folder: Path, optimizer: Any, scheduler: Any, state: dict[str, Any]
+) -> None:
+    """A resumable checkpoint; it counts only once its trainer state (written last) is there."""
+    (folder / STATE_NAME).unlink(missing_ok=True)
+    _save_adapter(model, folder)
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(scheduler.state_dict(), folder / "scheduler.pt")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, folder / RNG_NAME)
+    atomic_write_json(folder / STATE_NAME, state)
+
+
+def _prune_checkpoints(output_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints (``keep`` 0: keep all)."""
+    if keep <= 0:
+        return
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if (p / STATE_NAME).is_file()]
+    found.sort(key=lambda p: int(p.name.split("-")[1]))
+    for old in found[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def train(
@@ -148,13 +191,27 @@ def train(
     step = 0
     if resume_from is not None:
         state = json.loads((Path(resume_from) / STATE_NAME).read_text())
+        changed = [k for k in RESUME_MUST_MATCH if state.get(k) != getattr(config, k)]
+        if changed:
+            was = ", ".join(f"--{k} {state.get(k)}" for k in changed)
+            raise UserError(
+                f"--resume {resume_from}: that run used {was}; resume with the same settings "
+                "or start over with --overwrite"
+            )
         optimizer.load_state_dict(torch.load(Path(resume_from) / "optimizer.pt"))
         scheduler.load_state_dict(torch.load(Path(resume_from) / "scheduler.pt"))
         step = int(state["step"])
+        rng_file = Path(resume_from) / RNG_NAME
+        if rng_file.is_file():  # LoRA dropout continues with the masks it would have drawn
+            rng = torch.load(rng_file, weights_only=False)
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
     model.train()
     losses: list[float] = []
     micro = step * config.grad_accum
     running = 0.0
+    bar = tqdm(total=total_steps, initial=step, desc="LoRA", unit="step", disable=not progress)
     while step < total_steps:
         epoch, position = divmod(micro, len(records))
         record = records[_order(len(records), config.seed, epoch)[position]]
@@ -165,28 +222,25 @@ def train(
         (loss / config.grad_accum).backward()
         running += float(loss.detach()) / config.grad_accum
         micro += 1
-        if micro % config.grad_accum == 0:
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            losses.append(running)
-            running = 0.0
-            if progress:
-                print(f"step {step}/{total_steps} loss {losses[-1]:.4f}", file=sys.stderr)
-            if config.save_steps and step % config.save_steps == 0 and step < total_steps:
-                _save(
-                    model,
-                    Path(output_dir) / f"checkpoint-{step}",
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "state": {"step": step, "total_steps": total_steps, **asdict(config)},
-                    },
-                )
+        if micro % config.grad_accum:
+            continue
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(running)
+        running = 0.0
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if config.save_steps and step % config.save_steps == 0 and step < total_steps:
+            state = {"step": step, "total_steps": total_steps, **asdict(config)}
+            folder = Path(output_dir) / f"checkpoint-{step}"
+            _save_checkpoint(model, folder, optimizer, scheduler, state)
+            _prune_checkpoints(output_dir, config.save_total_limit)
+    bar.close()
     model.eval()
-    _save(model, Path(output_dir))
+    _save_adapter(model, Path(output_dir))
     atomic_write_json(
         Path(output_dir) / "training_info.json",
         {"config": asdict(config), "steps": step, "losses": losses, "conversations": len(records)},
@@ -210,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_length", type=int, default=d.max_length)
     p.add_argument("--max_steps", type=int, default=None)
     p.add_argument("--save_steps", type=int, default=d.save_steps, help="0: final adapter only")
+    p.add_argument(
+        "--save_total_limit", type=int, default=d.save_total_limit,
+        help="keep only the newest N checkpoints (0: keep all)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no_gradient_checkpointing", action="store_true")
     p.add_argument("--load_in_4bit", action="store_true")
@@ -250,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         lr=args.lr, epochs=args.epochs, grad_accum=args.grad_accum, max_length=args.max_length,
         gradient_checkpointing=not args.no_gradient_checkpointing, save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
         seed=args.seed, max_steps=args.max_steps,
     )  # fmt: skip
     dtype = None

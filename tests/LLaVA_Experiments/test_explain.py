@@ -110,3 +110,43 @@ def test_batched_probabilities_match_single_images(tiny_llava: Path, tiny_data: 
 def test_four_bit_needs_a_gpu(tiny_llava: Path, capsys) -> None:
     with pytest.raises(UserError, match="4bit"):
         load_model(str(tiny_llava), device="cpu", load_in_4bit=True)
+
+
+def test_cli_resumes_after_a_kill(
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    argv = ["--model", str(tiny_llava), "--data_root", str(tiny_data), "--name", "run",
+            "--results_dir", str(tmp_path), "--max_new_tokens", "3", "--batch_size", "2",
+            "--device", "cpu"]  # fmt: skip
+    assert explain.main([*argv[:5], "uninterrupted", *argv[6:]]) == 0
+    full = json.loads((tmp_path / "uninterrupted" / "explanations.json").read_text())["images"]
+    assert not (tmp_path / "uninterrupted" / explain.JOURNAL_NAME).exists()
+
+    real_batch = explain.explain_batch
+    asked: list[str] = []
+    kill = [True]
+
+    def dies_on_third_batch(model, processor, root, rows, *rest):
+        if kill[0] and len(asked) == 4:
+            raise KeyboardInterrupt
+        asked.extend(r.path for r in rows)
+        return real_batch(model, processor, root, rows, *rest)
+
+    monkeypatch.setattr(explain, "explain_batch", dies_on_third_batch)
+    assert explain.main(argv) == 130  # as after Ctrl-C
+    assert not (tmp_path / "run" / "explanations.json").exists()
+    assert (tmp_path / "run" / explain.JOURNAL_NAME).is_file()
+    # other settings are refused while the unfinished run is there
+    assert explain.main([*argv, "--max_new_tokens", "5"]) == 2
+    assert "--restart" in capsys.readouterr().err
+    asked.clear()
+    kill[0] = False
+    assert explain.main(argv) == 0
+    assert len(asked) == 5  # 9 images, 4 done before the kill
+    resumed = json.loads((tmp_path / "run" / "explanations.json").read_text())["images"]
+    assert [r["path"] for r in resumed] == [r["path"] for r in full]
+    for a, b in zip(resumed, full, strict=True):
+        assert a["verdict"] == b["verdict"] and a["generated"] == b["generated"]
+        assert a["prob_fake"] == pytest.approx(b["prob_fake"], abs=1e-5)
+    assert not (tmp_path / "run" / explain.JOURNAL_NAME).exists()
+    assert (tmp_path / "run" / "roc.png").is_file()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,26 +139,34 @@ def test_lora_training_lowers_loss_and_reloads(
 
 
 def test_cli_resume_matches_uninterrupted_run(
-    tiny_llava: Path, tiny_data: Path, tmp_path: Path
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path, capsys
 ) -> None:
     data = _write(tmp_path / "train.json", _records(tiny_data, 8))
     common = ["--model", str(tiny_llava), "--data", str(data), "--data_root", str(tiny_data),
-              "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0", "--lr", "1e-2",
+              "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.2", "--lr", "1e-2",
               "--device", "cpu", "--max_steps", "4", "--grad_accum", "2"]  # fmt: skip
     assert ft.main([*common, "--output_dir", str(tmp_path / "a")]) == 0
     assert ft.main([*common, "--output_dir", str(tmp_path / "c"), "--resume"]) == 2
-    assert ft.main([*common, "--output_dir", str(tmp_path / "b"), "--save_steps", "2"]) == 0
-    assert (tmp_path / "b" / "checkpoint-2" / "optimizer.pt").is_file()
-    assert ft.main([*common, "--output_dir", str(tmp_path / "b")]) == 2  # refuses to overwrite
-    assert ft.main([*common, "--output_dir", str(tmp_path / "b"), "--resume"]) == 0
+    b = tmp_path / "b"
+    argv_b = [*common, "--output_dir", str(b), "--save_steps", "1", "--save_total_limit", "2"]
+    assert ft.main(argv_b) == 0
+    assert sorted(p.name for p in b.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert (b / "checkpoint-2" / "optimizer.pt").is_file()
+    assert not list(b.glob(".saving-*"))
+    assert ft.main(argv_b) == 2  # refuses to overwrite
+    capsys.readouterr()
+    assert ft.main([*argv_b, "--resume", "--lr", "2e-2"]) == 2  # other settings
+    assert "--lr 0.01" in capsys.readouterr().err
+    shutil.rmtree(b / "checkpoint-3")  # resume from step 2: two more steps with LoRA dropout
+    assert ft.main([*argv_b, "--resume"]) == 0
     from safetensors.torch import load_file
 
-    a = load_file(tmp_path / "a" / "adapter_model.safetensors")
-    b = load_file(tmp_path / "b" / "adapter_model.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-6), key
-    info = json.loads((tmp_path / "b" / "training_info.json").read_text())
+    a_weights = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    b_weights = load_file(b / "adapter_model.safetensors")
+    assert a_weights.keys() == b_weights.keys()
+    for key in a_weights:
+        assert torch.allclose(a_weights[key], b_weights[key], atol=1e-6), key
+    info = json.loads((b / "training_info.json").read_text())
     assert info["steps"] == 4
 
 
