@@ -238,6 +238,7 @@ def run_settings(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "split": args.split, "sources": args.sources, "per_source": args.per_source,
         "seed": args.seed, "question": args.question, "max_new_tokens": args.max_new_tokens,
         "force_answer": args.force_answer, "load_in_4bit": args.load_in_4bit,
+        "dtype": args.dtype,
     }  # fmt: skip
 
 
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     journal = Journal.open(out / JOURNAL_NAME, settings, "path", args.restart, flag="--name")
     if len(journal):
         print(f"resuming: {len(journal)} images already explained in {journal.path}")
-    model, processor = load_model(args.model, args.device, args.load_in_4bit)
+    model, processor = load_model(args.model, args.device, args.load_in_4bit, args.dtype)
     if args.adapter:
         model = load_adapter(model, args.adapter)
         model.eval()

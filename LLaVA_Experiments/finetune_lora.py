@@ -31,10 +31,13 @@ from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import atomic_write_json, ensure_writable_dir
 from LLaVA_Experiments.model import (
     DEFAULT_MODEL,
+    add_dtype_option,
     encode_conversation,
     load_adapter,
     load_image,
     load_model,
+    model_device,
+    model_dtype,
     read_conversations,
     to_model,
     validate_record,
@@ -130,7 +133,7 @@ def _save_adapter(model: Any, folder: Path) -> None:
 
 
 def _save_checkpoint(
-    model: Any, folder: Path, optimizer: Any, scheduler: Any, state: dict[str, Any]
+    model: Any, folder: Path, optimizer: Any, scheduler: Any, scaler: Any, state: dict[str, Any]
 ) -> None:
     """A resumable checkpoint; it counts only once its trainer state (written last) is there."""
     (folder / STATE_NAME).unlink(missing_ok=True)
@@ -140,6 +143,8 @@ def _save_checkpoint(
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
+    if scaler.is_enabled():
+        rng["scaler"] = scaler.state_dict()
     torch.save(rng, folder / RNG_NAME)
     atomic_write_json(folder / STATE_NAME, state)
 
@@ -169,11 +174,21 @@ def train(
     torch.manual_seed(config.seed)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    compute_dtype = model_dtype(model)
     if resume_from is not None:
         model = load_adapter(model, resume_from, trainable=True)
     else:
         model = add_lora(model, config, load_in_4bit)
     params = [p for p in model.parameters() if p.requires_grad]
+    # Mixed precision: trainable weights in float32, the forward pass autocast to the weights'
+    # dtype, a gradient scaler for float16 on the GPU.
+    low_precision = compute_dtype in (torch.bfloat16, torch.float16)
+    for param in params:
+        param.data = param.data.float()
+    device_type = model_device(model).type
+    scaler = torch.amp.GradScaler(
+        device_type, enabled=compute_dtype == torch.float16 and device_type == "cuda"
+    )
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     micro_total = math.ceil(len(records) * config.epochs)
     total_steps = max(1, math.ceil(micro_total / config.grad_accum))
@@ -207,6 +222,8 @@ def train(
             torch.set_rng_state(rng["torch"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+            if "scaler" in rng:
+                scaler.load_state_dict(rng["scaler"])
     model.train()
     losses: list[float] = []
     micro = step * config.grad_accum
@@ -218,14 +235,17 @@ def train(
         image = load_image(root, str(record["image"]), what=f"conversation '{record.get('id')}'")
         batch = encode_conversation(processor, image, record, config.max_length)
         batch = to_model(batch, model)
-        loss = model(**batch).loss
-        (loss / config.grad_accum).backward()
+        with torch.autocast(device_type, dtype=compute_dtype, enabled=low_precision):
+            loss = model(**batch).loss
+        scaler.scale(loss / config.grad_accum).backward()
         running += float(loss.detach()) / config.grad_accum
         micro += 1
         if micro % config.grad_accum:
             continue
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -236,11 +256,13 @@ def train(
         if config.save_steps and step % config.save_steps == 0 and step < total_steps:
             state = {"step": step, "total_steps": total_steps, **asdict(config)}
             folder = Path(output_dir) / f"checkpoint-{step}"
-            _save_checkpoint(model, folder, optimizer, scheduler, state)
+            _save_checkpoint(model, folder, optimizer, scheduler, scaler, state)
             _prune_checkpoints(output_dir, config.save_total_limit)
     bar.close()
     model.eval()
-    _save_adapter(model, Path(output_dir))
+    _save_adapter(model, Path(output_dir))  # trained weights saved in float32
+    for param in params:  # back to the base model's dtype, ready for inference
+        param.data = param.data.to(compute_dtype)
     atomic_write_json(
         Path(output_dir) / "training_info.json",
         {"config": asdict(config), "steps": step, "losses": losses, "conversations": len(records)},
@@ -276,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume from the latest checkpoint-N in --output_dir, or from the one given",
     )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
+    add_dtype_option(p)
     return p
 
 
@@ -311,10 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_total_limit=args.save_total_limit,
         seed=args.seed, max_steps=args.max_steps,
     )  # fmt: skip
-    dtype = None
-    if torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda")):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    model, processor = load_model(args.model, args.device, args.load_in_4bit, dtype=dtype)
+    model, processor = load_model(args.model, args.device, args.load_in_4bit, args.dtype)
     processor.tokenizer.padding_side = "right"
     _, losses = train(
         model, processor, records, root, output_dir, config, resume_from, args.load_in_4bit,

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create its folder ({exc.strerror})") from exc
-    model, processor = load_model(args.model, args.device, args.load_in_4bit)
+    model, processor = load_model(args.model, args.device, args.load_in_4bit, args.dtype)
 
     def generate(images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         return generate_texts(model, processor, images, prompts, args.max_new_tokens)

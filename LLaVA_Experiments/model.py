@@ -104,17 +104,41 @@ def load_image(root: Path, relative: str, what: str = "image") -> Image.Image:
         raise UserError(f"{what} '{relative}': cannot read the image ({exc})") from exc
 
 
+DTYPE_NAMES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
 def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``auto``/None: bfloat16 on a GPU that supports it, else float16; float32 on the CPU."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name in (None, "auto"):
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if name not in DTYPE_NAMES:
+        raise UserError(f"--dtype {name}: choose auto, {', '.join(DTYPE_NAMES)}")
+    return DTYPE_NAMES[name]
+
+
+def add_dtype_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype", default="auto", choices=("auto", *DTYPE_NAMES),
+        help="weights' dtype (auto: bfloat16 on a GPU that supports it, float16 on others, "
+        "float32 on the CPU)",
+    )  # fmt: skip
+
+
 def load_model(
     model_id: str = DEFAULT_MODEL,
     device: str | None = None,
     load_in_4bit: bool = False,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> tuple[Any, Any]:
     """Load ``LlavaNextForConditionalGeneration`` and its processor from a hub id or a folder.
 
@@ -123,8 +147,7 @@ def load_model(
     from transformers import LlavaNextForConditionalGeneration, LlavaNextProcessor
 
     target = pick_device(device)
-    if dtype is None:
-        dtype = torch.float16 if target.type == "cuda" else torch.float32
+    dtype = resolve_dtype(dtype, target)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:
         try:
@@ -333,4 +356,5 @@ def add_generation_options(parser: argparse.ArgumentParser, max_new_tokens: int)
     parser.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
     parser.add_argument("--question", default=QUESTION, help="the unguided question")
     parser.add_argument("--load_in_4bit", action="store_true")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
+    add_dtype_option(parser)

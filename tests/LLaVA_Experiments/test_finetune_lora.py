@@ -183,3 +183,21 @@ def test_bad_conversations_are_clear_errors(tiny_data: Path, tmp_path: Path, cap
     argv = ["--data", str(tmp_path / "c.json"), "--data_root", str(tiny_data)]
     assert ft.main(argv) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_bfloat16_training_keeps_float32_masters(
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    model, processor = load_model(str(tiny_llava), device="cpu", dtype="bfloat16")
+    records = _records(tiny_data, 4)
+    config = ft.TrainConfig(lora_r=4, lora_alpha=8, lr=1e-2, max_steps=2, grad_accum=2)
+    trained, losses = ft.train(model, processor, records, tiny_data, tmp_path / "bf16", config)
+    assert len(losses) == 2 and all(loss == loss and loss < 1e4 for loss in losses)
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "bf16" / "adapter_model.safetensors")
+    assert saved and all(t.dtype == torch.float32 for t in saved.values())
+    assert {p.dtype for p in trained.parameters()} == {torch.bfloat16}
+    rows = select(read_manifest(tiny_data), split="val")[:2]
+    records = explain.explain_rows(trained, processor, tiny_data, rows, max_new_tokens=2)
+    assert all(0.0 <= r["prob_fake"] <= 1.0 for r in records)
