@@ -43,6 +43,7 @@ from LLaVA_Experiments.model import (
     validate_record,
     write_fingerprint,
 )
+from UniversalFakeDetect.options import default_checkpoints_dir
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 TRAINABLE_MODULES = ["multi_modal_projector"]
@@ -276,7 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder")
     p.add_argument("--data", required=True, help="LLaVA JSON from make_train_data")
     p.add_argument("--data_root", default=None, help="folder the 'image' paths are relative to")
-    p.add_argument("--output_dir", default="checkpoints/llava_lora")
+    p.add_argument(
+        "--output_dir", default=str(default_checkpoints_dir() / "llava_lora"),
+        help="adapter and checkpoints ($RFD_CHECKPOINTS_DIR or ./checkpoints, then llava_lora)",
+    )  # fmt: skip
     p.add_argument("--lora_r", type=int, default=d.lora_r)
     p.add_argument("--lora_alpha", type=int, default=d.lora_alpha)
     p.add_argument("--lora_dropout", type=float, default=d.lora_dropout)
