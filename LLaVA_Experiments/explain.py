@@ -81,7 +81,7 @@ def fake_probabilities(
     processor.tokenizer.padding_side = "left"
     inputs = processor(images=list(images), text=list(contexts), return_tensors="pt", padding=True)
     inputs = to_model(inputs, model)
-    logits = model(**inputs).logits[:, -1, :].float()
+    logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()  # last position only
     pair = torch.stack([logits[:, real_id], logits[:, fake_id]], dim=1)
     return torch.softmax(pair, dim=1)[:, 1].cpu().tolist()
 

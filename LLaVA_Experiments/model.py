@@ -34,6 +34,9 @@ ANSWER_PREFIX = "Answer:"
 ANSWER_RE = re.compile(r"answer\s*:\s*(real|fake)\b", re.IGNORECASE)
 FINGERPRINT_NAME = "llava_base_model.json"
 IGNORE_INDEX = -100
+# With --load_in_4bit these stay 16-bit: the vision tower, the projector (trained in full) and
+# the output layer; every other nn.Linear (the language model's) becomes nf4.
+FOUR_BIT_SKIP = ("vision_tower", "multi_modal_projector", "lm_head")
 
 
 def user_text(question: str, with_image: bool = True) -> str:
@@ -162,6 +165,7 @@ def load_model(
             bnb_4bit_compute_dtype=dtype,
             bnb_4bit_use_double_quant=True,
             bnb_4bit_quant_type="nf4",
+            llm_int8_skip_modules=list(FOUR_BIT_SKIP),
         )
         kwargs["device_map"] = {"": target.index or 0}
     local = Path(model_id).expanduser()
