@@ -104,6 +104,15 @@ def load_dataset(data: Path, root: Path) -> list[dict[str, Any]]:
     return records
 
 
+def enable_checkpointing(model: Any) -> None:
+    """Activation (gradient) checkpointing, non-reentrant, by whichever name transformers uses."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     found = [p for p in Path(output_dir).glob("checkpoint-*") if (p / STATE_NAME).is_file()]
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
@@ -174,7 +183,7 @@ def train(
     """Train LoRA (batch of one conversation, ``grad_accum`` per step); returns model, losses."""
     torch.manual_seed(config.seed)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     compute_dtype = model_dtype(model)
     if resume_from is not None:
         model = load_adapter(model, resume_from, trainable=True)

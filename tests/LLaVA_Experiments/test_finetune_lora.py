@@ -193,6 +193,8 @@ def test_bfloat16_training_keeps_float32_masters(
     config = ft.TrainConfig(lora_r=4, lora_alpha=8, lr=1e-2, max_steps=2, grad_accum=2)
     trained, losses = ft.train(model, processor, records, tiny_data, tmp_path / "bf16", config)
     assert len(losses) == 2 and all(loss == loss and loss < 1e4 for loss in losses)
+    base = trained.get_base_model()
+    assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
     from safetensors.torch import load_file
 
     saved = load_file(tmp_path / "bf16" / "adapter_model.safetensors")
