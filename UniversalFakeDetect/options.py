@@ -234,6 +234,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         help="with --fix_backbone: run the backbone on every batch instead of caching features",
     )
     group.add_argument(
+        "--extract_features_only",
+        action="store_true",
+        help="with --fix_backbone: fill the feature caches (train, holdout, test) and stop; "
+        "under torchrun each rank extracts its share of the images",
+    )
+    group.add_argument(
         "--restart",
         action="store_true",
         help="ignore a resume state left by an earlier run of the same --name",

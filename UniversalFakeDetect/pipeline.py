@@ -32,6 +32,7 @@ from UniversalFakeDetect.engine.trainer import predict
 from UniversalFakeDetect.evaluation.metrics import EvaluationResult, evaluate_predictions
 from UniversalFakeDetect.evaluation.plots import plot_all
 from UniversalFakeDetect.evaluation.report import format_table, write_report
+from UniversalFakeDetect.features.cache import FeatureCache, Shard
 from UniversalFakeDetect.features.extract import cached_features
 from UniversalFakeDetect.models.detector import Detector
 
@@ -97,6 +98,38 @@ class Sources:
     test_rows: list[ManifestRow]
 
 
+def feature_cache(
+    detector: Detector,
+    root: Path,
+    rows: Sequence[ManifestRow],
+    transform: TransformConfig,
+    args: argparse.Namespace,
+    device: str,
+    train: bool,
+    augmentation: AugmentConfig | None = None,
+    desc: str = "features",
+    shard: Shard | None = None,
+) -> FeatureCache:
+    """The filled feature cache of ``rows`` for a frozen backbone (only ``shard``'s rows)."""
+    return cached_features(
+        detector,
+        root,
+        rows,
+        transform,
+        cache_dir=default_cache_dir(),
+        device=device,
+        augmentation=augmentation,
+        extra_views=args.cache_views if train else 0,
+        seed=args.seed,
+        backbone_seed=args.seed,
+        batch_size=args.batch_size,
+        num_workers=args.num_threads,
+        strict=args.strict,
+        desc=desc,
+        shard=shard,
+    )
+
+
 def build_source(
     detector: Detector,
     root: Path,
@@ -110,22 +143,8 @@ def build_source(
 ) -> BatchSource:
     """Cached features for a frozen backbone (unless ``--no_cache``), else decoded images."""
     if detector.fix_backbone and not getattr(args, "no_cache", False):
-        extra_views = args.cache_views if train else 0
-        cache = cached_features(
-            detector,
-            root,
-            rows,
-            transform,
-            cache_dir=default_cache_dir(),
-            device=device,
-            augmentation=augmentation,
-            extra_views=extra_views,
-            seed=args.seed,
-            backbone_seed=args.seed,
-            batch_size=args.batch_size,
-            num_workers=args.num_threads,
-            strict=args.strict,
-            desc=desc,
+        cache = feature_cache(
+            detector, root, rows, transform, args, device, train, augmentation, desc
         )
         labels = np.array([r.label for r in rows])
         return FeatureSource(cache, labels, device, train_views=train)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +30,19 @@ from datagen.errors import UserError, exit_on_user_error
 from datagen.manifest import select
 from UniversalFakeDetect import al_training, options
 from UniversalFakeDetect.checkpoint import save_checkpoint
+from UniversalFakeDetect.data.augment import AugmentConfig
+from UniversalFakeDetect.data.transforms import TransformConfig
 from UniversalFakeDetect.engine.fit import FitConfig, fit
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 from UniversalFakeDetect.evaluation.metrics import best_threshold
+from UniversalFakeDetect.features.cache import Shard, merge_shards
 from UniversalFakeDetect.models.detector import Detector
 from UniversalFakeDetect.models.registry import build_backbone, resolve_arch
 from UniversalFakeDetect.pipeline import (
     augment_config,
     build_source,
     evaluate_and_report,
+    feature_cache,
     load_rows,
     report_unreadable,
     seed_everything,
@@ -80,6 +86,13 @@ def validate_args(args: argparse.Namespace) -> None:
     for ok, flag, problem in checks:
         if not ok:
             raise UserError(f"{flag} {getattr(args, flag[2:])}: {problem}")
+    if args.extract_features_only and (not args.fix_backbone or args.no_cache):
+        raise UserError("--extract_features_only needs --fix_backbone (and no --no_cache)")
+    if Shard.from_env() is not None and not args.extract_features_only:
+        raise UserError(
+            "under torchrun only --extract_features_only is supported: extract the features "
+            "with torchrun, then train in one process (it reads the cache)"
+        )
     if args.data_mode == "wang2020" and not args.wang2020_data_path:
         raise UserError("--data_mode wang2020 needs --wang2020_data_path")
     resolve_arch(args.arch)
@@ -115,6 +128,53 @@ def _tensorboard(log_dir: Path):
     return writer, log
 
 
+def extract_only(
+    detector: Detector,
+    root: Path,
+    parts: dict[str, list],
+    transform: TransformConfig,
+    args: argparse.Namespace,
+    device: str,
+    augmentation: AugmentConfig,
+) -> int:
+    """Fill the feature caches of ``parts`` and stop (``--extract_features_only``).
+
+    Under torchrun every rank extracts its share into its own shard files; after a barrier,
+    rank 0 merges them into the caches.
+    """
+    shard = Shard.from_env()
+    distributed = shard is not None
+    if distributed:
+        import torch
+        import torch.distributed as dist
+
+        if device.startswith("cuda"):
+            torch.cuda.set_device(device)
+        # ranks wait for the slowest at the end: allow for hours of extraction
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(hours=48))
+    caches = []
+    for name, rows in parts.items():
+        train = name == "train"
+        cache = feature_cache(
+            detector, root, rows, transform, args, device, train, augmentation, name, shard
+        )
+        caches.append(cache)
+    if distributed:
+        dist.barrier()
+        if shard.rank == 0:
+            merged = sum(merge_shards(cache) for cache in caches)
+            print(f"merged {merged} rows from {shard.world} ranks")
+        dist.barrier()
+        dist.destroy_process_group()
+    if shard is None or shard.rank == 0:
+        for name, cache in zip(parts, caches, strict=True):
+            state = "complete" if cache.complete else "INCOMPLETE"
+            size = f"{len(cache.paths)} images x {cache.views} views"
+            print(f"{name} features: {size}, {state}: {cache.folder}")
+    return 0
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -142,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if applied:
         print(f"{args.preset} preset: {' '.join(applied)} (flags you give win)", file=sys.stderr)
     device = options.choose_device(args.gpu_ids)
+    if Shard.from_env() is not None and device.startswith("cuda"):
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per torchrun rank
     root, rows = load_rows(args)
     transform = transform_config(args, root)
     augmentation = augment_config(args)
@@ -162,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(holdout_rows)} held out, {len(test_rows)} test images, "
         f"{transform.load_size}->{transform.crop_size} px, {device}"
     )
+    if args.extract_features_only:
+        parts = {"train": train_rows, "holdout": holdout_rows, "test": test_rows}
+        return extract_only(detector, root, parts, transform, args, device, augmentation)
     train_source = build_source(
         detector, root, train_rows, transform, args, device, True, augmentation, "train features"
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,12 +104,97 @@ def open_cache(
     expected_bytes = int(np.prod(cache.shape)) * 2
     if not key_file.is_file() or not feature_file.is_file():
         atomic_write_json(key_file, key)
-        with open(feature_file, "wb") as handle:
-            handle.truncate(expected_bytes)
         (folder / DONE_NAME).unlink(missing_ok=True)
+        # created whole under a temporary name: ranks opening it at once never see it short
+        with atomic_path(feature_file) as tmp, open(tmp, "r+b") as handle:
+            handle.truncate(expected_bytes)
     elif feature_file.stat().st_size != expected_bytes:
         raise RuntimeError(f"{feature_file}: unexpected size; delete {folder} and rerun")
     return cache
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rank ``rank`` of ``world`` extraction processes; it owns rows ``rank, rank + world, ...``.
+
+    Each rank writes its rows to its own files beside the cache (``shard-R-of-W.*``), never to
+    the shared ones, so ranks on different machines can share a network folder. The rows it
+    finished are merged into the cache by rank 0 at the end (under torchrun), or by the next
+    process that opens the cache without a shard; a killed rank's finished rows are kept.
+    """
+
+    rank: int
+    world: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"shard rank {self.rank} is not in 0..{self.world - 1}")
+
+    @classmethod
+    def from_env(cls) -> Shard | None:
+        """The shard torchrun describes in ``RANK``/``WORLD_SIZE``; None for one process."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+    def rows(self, count: int) -> np.ndarray:
+        return np.arange(self.rank, count, self.world)
+
+    @property
+    def stem(self) -> str:
+        return f"shard-{self.rank}-of-{self.world}"
+
+
+SHARD_DONE = re.compile(r"shard-(\d+)-of-(\d+)\.done\.npy")
+
+
+def _shard_paths(cache: FeatureCache, shard: Shard) -> tuple[Path, Path]:
+    return cache.folder / f"{shard.stem}.f16", cache.folder / f"{shard.stem}.done.npy"
+
+
+def _open_shard(cache: FeatureCache, shard: Shard) -> tuple[np.memmap, np.ndarray]:
+    """The shard's feature memmap and done flags (created empty, or resumed)."""
+    feature_file, done_file = _shard_paths(cache, shard)
+    shape = (cache.views, len(shard.rows(len(cache.paths))), cache.width)
+    if not feature_file.is_file() or feature_file.stat().st_size != int(np.prod(shape)) * 2:
+        done_file.unlink(missing_ok=True)
+        with open(feature_file, "wb") as handle:
+            handle.truncate(int(np.prod(shape)) * 2)
+    done = np.load(done_file) if done_file.is_file() else np.zeros(shape[:2], dtype=bool)
+    if done.shape != shape[:2]:
+        done = np.zeros(shape[:2], dtype=bool)
+    return np.memmap(feature_file, dtype=np.float16, mode="r+", shape=shape), done
+
+
+def merge_shards(cache: FeatureCache) -> int:
+    """Copy every finished row of the shard files into the cache, then delete them.
+
+    Returns the number of rows merged. Call it from one process only.
+    """
+    merged = 0
+    found = []
+    for path in sorted(cache.folder.glob("shard-*-of-*.done.npy")):
+        match = SHARD_DONE.fullmatch(path.name)
+        if match:
+            found.append(Shard(int(match.group(1)), int(match.group(2))))
+    if not found:
+        return 0
+    features = cache.features(mode="r+")
+    done = cache.done()
+    for shard in found:
+        shard_features, shard_done = _open_shard(cache, shard)
+        rows = shard.rows(len(cache.paths))
+        for view in range(cache.views):
+            local = np.flatnonzero(shard_done[view])
+            features[view, rows[local]] = shard_features[view, local]
+            done[view, rows[local]] = True
+            merged += len(local)
+        del shard_features
+    features.flush()
+    cache._save_done(done)
+    for shard in found:
+        for path in reversed(_shard_paths(cache, shard)):
+            path.unlink(missing_ok=True)
+    return merged
 
 
 class _RowsOfView(Dataset):
@@ -135,18 +222,41 @@ def fill_cache(
     num_workers: int = 0,
     flush_every: int = 20,
     desc: str = "features",
+    shard: Shard | None = None,
 ) -> FeatureCache:
     """Compute the missing rows of every view: ``load(row, view)`` gives the image tensor,
     ``extract(batch)`` the features. Progress is saved every ``flush_every`` batches, so a
-    killed run resumes where it stopped."""
+    killed run resumes where it stopped. With a ``shard`` only its rows are computed, into its
+    own files (see :class:`Shard`); without one, finished shard rows are merged in first."""
+    if shard is None:
+        merge_shards(cache)
     done = cache.done()
-    missing = int((~done).sum())
+    if shard is None:
+        features = None if done.all() else cache.features(mode="r+")
+        todo, local_of = ~done, np.arange(len(cache.paths))
+
+        def save() -> None:
+            cache._save_done(done)
+    else:
+        features, own_done = _open_shard(cache, shard)
+        rows = shard.rows(len(cache.paths))
+        todo = np.zeros_like(done)
+        todo[:, rows] = ~own_done & ~done[:, rows]
+        local_of = np.zeros(len(cache.paths), dtype=np.int64)
+        local_of[rows] = np.arange(len(rows))
+        done = own_done
+        done_file = _shard_paths(cache, shard)[1]
+
+        def save() -> None:
+            with atomic_path(done_file) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, own_done)
+
+    missing = int(todo.sum())
     if not missing:
         return cache
-    features = cache.features(mode="r+")
-    bar = tqdm(total=missing, desc=desc, unit="img")
+    bar = tqdm(total=missing, desc=desc if shard is None else f"{desc} [{shard.stem}]", unit="img")
     for view in range(cache.views):
-        rows = np.flatnonzero(~done[view])
+        rows = np.flatnonzero(todo[view])
         if not len(rows):
             continue
         loader = DataLoader(
@@ -154,14 +264,14 @@ def fill_cache(
         )
         for step, (images, batch_rows) in enumerate(loader, 1):
             out = extract(images).float().cpu().numpy().astype(np.float16)
-            index = batch_rows.numpy()
+            index = local_of[batch_rows.numpy()]
             features[view, index] = out
             done[view, index] = True
             bar.update(len(index))
             if step % flush_every == 0:
                 features.flush()
-                cache._save_done(done)
+                save()
     features.flush()
-    cache._save_done(done)
+    save()
     bar.close()
     return cache

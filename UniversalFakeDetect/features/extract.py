@@ -16,6 +16,7 @@ from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
 from UniversalFakeDetect.data.transforms import TransformConfig, eval_view, train_view
 from UniversalFakeDetect.features.cache import (
     FeatureCache,
+    Shard,
     fill_cache,
     images_fingerprint,
     open_cache,
@@ -67,10 +68,11 @@ def cached_features(
     num_workers: int = 0,
     strict: bool = False,
     desc: str = "features",
+    shard: Shard | None = None,
 ) -> FeatureCache:
     """The cache of ``rows``' features: view 0 the test view, then ``extra_views`` seeded
     training views. Computed only where missing; unreadable images get NaN features (or raise
-    with ``strict``)."""
+    with ``strict``). With a ``shard``, only its rows (see :class:`Shard`)."""
     views = 1 + extra_views
     key = cache_key(detector, root, rows, transform, augmentation, views, seed, backbone_seed)
     cache = open_cache(cache_dir, key, [r.path for r in rows], views, detector.width)
@@ -96,5 +98,6 @@ def cached_features(
         return features
 
     return fill_cache(
-        cache, extract, load, batch_size=batch_size, num_workers=num_workers, desc=desc
-    )
+        cache, extract, load, batch_size=batch_size, num_workers=num_workers, desc=desc,
+        shard=shard,
+    )  # fmt: skip

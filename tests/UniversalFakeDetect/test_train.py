@@ -124,3 +124,14 @@ def test_resume_state_of_other_settings_is_refused(tiny_root: Path, tmp_path: Pa
     assert run_train(tmp_path, *flags, "--dropout", "0.2") == 2
     assert "--restart" in capsys.readouterr().err
     assert run_train(tmp_path, *flags, "--dropout", "0.2", "--restart") == 0
+
+
+def test_extract_only_needs_a_frozen_backbone_and_torchrun_needs_it(
+    tiny_root: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_train(tmp_path, "--data_root", str(tiny_root), "--extract_features_only") == 2
+    assert "--extract_features_only needs --fix_backbone" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert run_train(tmp_path, "--data_root", str(tiny_root), "--fix_backbone") == 2
+    assert "under torchrun only --extract_features_only" in capsys.readouterr().err
