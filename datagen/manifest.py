@@ -88,6 +88,7 @@ def _rows_problems(
     """``(line, problem)`` pairs for ``rows``; ``lines`` defaults to header + 1-based order."""
     problems: list[tuple[int, str]] = []
     first_line: dict[str, int] = {}
+    first_of_source: dict[tuple[str, int], int] = {}
     for index, row in enumerate(rows):
         line = lines[index] if lines is not None else index + 2
         raw_label = raw_labels[index] if raw_labels is not None else None
@@ -99,6 +100,17 @@ def _rows_problems(
             )
         else:
             first_line[row.path] = line
+        first_of_source.setdefault((row.source, row.label), line)
+    for (source, label), line in sorted(first_of_source.items(), key=lambda item: item[1]):
+        if label == FAKE and (source, REAL) in first_of_source:
+            problems.append(
+                (
+                    line,
+                    f"source '{source}' holds both real and fake images (reals from line "
+                    f"{first_of_source[(source, REAL)]}); a source holds one class: give the "
+                    f"reals their own source name, e.g. '{source}-real'",
+                )
+            )
     return problems
 
 

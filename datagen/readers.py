@@ -19,6 +19,8 @@ from datagen.manifest import FAKE, REAL, SPLITS, ManifestError, ManifestRow
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 CLASS_FOLDERS = {"0_real": REAL, "1_fake": FAKE}
+# The source of a generator folder's real images: ``progan`` -> ``progan-real``.
+REAL_SOURCE_SUFFIX = "-real"
 # The original MetaData CSVs wrote 0 for fake and 1 for real.
 ORIGINAL_CSV_LABELS = {"0": FAKE, "1": REAL}
 
@@ -59,8 +61,9 @@ def rows_from_class_folders(
     """Rows for a ``<generator>/[<category>/]{0_real,1_fake}/*`` tree.
 
     ``source`` is the generator folder (the first folder below ``folder``), or ``folder``'s own
-    name when ``0_real``/``1_fake`` sit directly inside it. Paths are relative to ``root``
-    (default: ``folder``).
+    name when ``0_real``/``1_fake`` sit directly inside it; a generator's real images get
+    ``<generator>-real``, so every source holds one class and the generator's AP is computed
+    against the reals. Paths are relative to ``root`` (default: ``folder``).
     """
     folder = Path(folder)
     root = Path(root) if root is not None else folder
@@ -78,6 +81,8 @@ def rows_from_class_folders(
         label = CLASS_FOLDERS[parts[position]]
         # abspath: ``folder`` may be "." or end in "..", whose .name is not the folder's name.
         source = parts[0] if position > 0 else Path(os.path.abspath(folder)).name
+        if label == REAL:
+            source += REAL_SOURCE_SUFFIX
         rows.append(
             ManifestRow(
                 path=_relative(image, root),

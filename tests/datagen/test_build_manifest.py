@@ -86,12 +86,12 @@ def test_wang2020_end_to_end(wang_root, capsys):
     assert "progan" in out
     rows = read_manifest(wang_root)
     assert rows == [
-        ManifestRow("progan/airplane/0_real/a.png", REAL, "progan", "val", "real"),
+        ManifestRow("progan/airplane/0_real/a.png", REAL, "progan-real", "val", "real"),
         ManifestRow("progan/airplane/1_fake/b.png", FAKE, "progan", "val", "gan"),
         ManifestRow(
             "stylegan3-t-ffhqu-1024x1024/0_real/c.v2.PNG",
             REAL,
-            "stylegan3-t-ffhqu-1024x1024",
+            "stylegan3-t-ffhqu-1024x1024-real",
             "val",
             "real",
         ),
@@ -179,7 +179,7 @@ def test_check_a_valid_manifest(wang_root, capsys):
     assert main(["--check", "--root", str(wang_root)]) == 0
     out = capsys.readouterr().out
     assert f"{wang_root / MANIFEST_NAME}: 4 rows, valid" in out
-    assert "real       1  fake       1" in out
+    assert "progan-real" in out and "real       1  fake       0" in out
     assert (wang_root / MANIFEST_NAME).read_bytes() == before
 
 

@@ -221,6 +221,12 @@ BAD_ROWS = [
         "duplicate path 'real/a.jpg' (first on line 2)",
         id="duplicate",
     ),
+    pytest.param(
+        "real/a.jpg,0,gen,train\nreal/b.png,1,gen,train\n",
+        3,
+        "source 'gen' holds both real and fake images (reals from line 2)",
+        id="mixed-source",
+    ),
     pytest.param("real/a.jpg,0,cc3m,test\n", 2, "unknown split 'test'", id="split"),
     pytest.param("real/a.jpg,0,cc3m,Train\n", 2, "unknown split 'Train'", id="split-case"),
     pytest.param("real/a.jpg,0,,train\n", 2, "empty source", id="source"),

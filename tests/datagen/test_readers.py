@@ -152,16 +152,16 @@ def wang_tree(tmp_path: Path) -> Path:
 
 
 EXPECTED_WANG = [
-    ("IF-ddim-50-15K/0_real/y.jpg", REAL, "IF-ddim-50-15K", "real"),
+    ("IF-ddim-50-15K/0_real/y.jpg", REAL, "IF-ddim-50-15K-real", "real"),
     ("IF-ddim-50-15K/1_fake/x.jpeg", FAKE, "IF-ddim-50-15K", "diffusion"),
-    ("progan/airplane/0_real/r1.png", REAL, "progan", "real"),
+    ("progan/airplane/0_real/r1.png", REAL, "progan-real", "real"),
     ("progan/airplane/1_fake/f1.png", FAKE, "progan", "gan"),
-    ("progan/cat/0_real/r2.png", REAL, "progan", "real"),
+    ("progan/cat/0_real/r2.png", REAL, "progan-real", "real"),
     ("progan/cat/1_fake/f2.png", FAKE, "progan", "gan"),
     (
         "stylegan3-t-ffhqu-1024x1024/0_real/img.v2.final.PNG",
         REAL,
-        "stylegan3-t-ffhqu-1024x1024",
+        "stylegan3-t-ffhqu-1024x1024-real",
         "real",
     ),
     ("stylegan3-t-ffhqu-1024x1024/1_fake/b.jpg", FAKE, "stylegan3-t-ffhqu-1024x1024", "gan"),
@@ -199,7 +199,7 @@ def test_flat_class_folders_take_the_root_name_as_source(tmp_path):
     make_image(root / "1_fake" / "b.png")
     rows = rows_from_class_folders(root)
     assert _as_tuples(rows) == [
-        ("0_real/a.png", REAL, "biggan", "real"),
+        ("0_real/a.png", REAL, "biggan-real", "real"),
         ("1_fake/b.png", FAKE, "biggan", "gan"),
     ]
 
@@ -223,7 +223,7 @@ def test_class_folders_relative_to_a_given_root(wang_tree):
         "cnn_test/progan/cat/1_fake/f2.png",
     ]
     # 0_real/1_fake sit below "airplane", so the source is the first folder below ``folder``
-    assert {r.source for r in rows} == {"airplane", "cat"}
+    assert {r.source for r in rows} == {"airplane", "airplane-real", "cat", "cat-real"}
 
 
 def test_class_folders_outside_the_root_are_refused(wang_tree, tmp_path):
@@ -243,7 +243,7 @@ def test_symlinked_images_keep_their_path_under_the_root(tmp_path):
     except OSError:
         pytest.skip("symlinks are not supported here")
     rows = rows_from_class_folders(root)
-    assert [(r.path, r.source) for r in rows] == [("gen/0_real/a.png", "gen")]
+    assert [(r.path, r.source) for r in rows] == [("gen/0_real/a.png", "gen-real")]
 
 
 def test_class_folders_unknown_split(wang_tree):
