@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datagen.errors import UserError, exit_on_user_error
+from datagen.fileio import ensure_writable_dir
 from datagen.manifest import SPLITS, select
 from UniversalFakeDetect import options
 from UniversalFakeDetect.checkpoint import load_detector
@@ -88,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flip=False,
     )
     name = args.name or ckpt.parent.name
+    ensure_writable_dir(Path(args.result_folder) / name, flag="--result_folder")
     print(f"testing {ckpt} ({header['arch']}) on {root} [{args.split}, {len(test_rows)} images]")
     source = build_source(detector, root, test_rows, transform, args, device, False)
     training_sources = None

@@ -27,6 +27,7 @@ from active_learning.config import (
     explicit_dests,
 )
 from datagen.errors import UserError, exit_on_user_error
+from datagen.fileio import ensure_writable_dir
 from datagen.manifest import select
 from UniversalFakeDetect import al_training, options
 from UniversalFakeDetect.checkpoint import save_checkpoint
@@ -51,7 +52,11 @@ from UniversalFakeDetect.pipeline import (
 )
 
 # Options a resumed run must share with the run that left the state (--niter may grow).
-RESUME_KEYS = ("arch", "weights", "fix_backbone", "dropout", "batch_size", "seed", "cache_views")
+RESUME_KEYS = (
+    "arch", "weights", "fix_backbone", "dropout", "batch_size", "seed", "cache_views", "lr",
+    "beta1", "weight_decay", "min_lr", "earlystop_epoch", "holdout_fraction", "blur_prob",
+    "blur_sig", "jpg_prob", "jpg_method", "jpg_qual", "no_flip",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
 def validate_args(args: argparse.Namespace) -> None:
     """Reject impossible option values before any data or model work."""
     checks = [
-        (0 <= args.holdout_fraction < 1, "--holdout_fraction", "must be in [0, 1)"),
+        (
+            0 < args.holdout_fraction < 1,
+            "--holdout_fraction",
+            "must be in (0, 1): the held-out images pick the best epoch and the threshold",
+        ),
+        (0 <= args.beta1 < 1, "--beta1", "must be in [0, 1)"),
+        (args.weight_decay >= 0, "--weight_decay", "must be 0 or more"),
+        (args.min_lr >= 0, "--min_lr", "must be 0 or more"),
+        (args.save_epoch_freq >= 0, "--save_epoch_freq", "must be 0 or more"),
+        (
+            len(args.blur_sig) in (1, 2) and 0 <= args.blur_sig[0] <= args.blur_sig[-1],
+            "--blur_sig",
+            "must be one sigma or a range LOW,HIGH with 0 <= LOW <= HIGH",
+        ),
+        (
+            len(args.jpg_qual) in (1, 2) and 1 <= args.jpg_qual[0] <= args.jpg_qual[-1] <= 100,
+            "--jpg_qual",
+            "must be one quality or a range LOW,HIGH within 1..100",
+        ),
+        (
+            all(size is None or size >= 1 for size in (args.load_size, args.crop_size)),
+            "--loadSize/--cropSize",
+            "must be at least 1",
+        ),
         (0 <= args.dropout < 1, "--dropout", "must be in [0, 1)"),
         (args.niter >= 1, "--niter", "must be at least 1"),
         (args.batch_size >= 1, "--batch_size", "must be at least 1"),
@@ -85,7 +113,9 @@ def validate_args(args: argparse.Namespace) -> None:
     ]
     for ok, flag, problem in checks:
         if not ok:
-            raise UserError(f"{flag} {getattr(args, flag[2:])}: {problem}")
+            value = getattr(args, flag[2:], None)
+            shown = flag if value is None else f"{flag} {value}"
+            raise UserError(f"{shown}: {problem}")
     if args.extract_features_only and (not args.fix_backbone or args.no_cache):
         raise UserError("--extract_features_only needs --fix_backbone (and no --no_cache)")
     if Shard.from_env() is not None and not args.extract_features_only:
@@ -213,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_rows = select(rows, split="val")
     if not train_rows or not holdout_rows or not test_rows:
         raise UserError(f"{root}: needs images in both the train and the val split")
+    # output folders are checked before any work, not after hours of it
+    ensure_writable_dir(Path(args.checkpoints_dir) / args.name, flag="--checkpoints_dir")
+    ensure_writable_dir(Path(args.result_folder) / args.name, flag="--result_folder")
 
     seed_everything(args.seed)
     image_size = transform.crop_size if args.weights == "none" else None
@@ -265,7 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train_rows": train_rows,
             "test_rows": test_rows,
         }
-        return al_training.run(args, al_config, trainer, sources, header)
+        try:
+            return al_training.run(args, al_config, trainer, sources, header)
+        except ConfigError as exc:  # e.g. a pool too small for the initial set
+            raise UserError(str(exc)) from exc
 
     writer, log = _tensorboard(checkpoint_dir / "tensorboard")
     start = time.perf_counter()

@@ -267,7 +267,10 @@ class _StateFile:
         atomic_write(self.path, lambda handle: torch.save(state, handle))
 
     def _check(self, saved: dict[str, Any]) -> None:
-        hint = f"use another output folder, or delete {self.path} to start over"
+        hint = (
+            f"use another output folder, or start over (--restart, or delete {self.path}); "
+            "rerun with the same settings to resume"
+        )
         if saved.get("version") != STATE_VERSION:
             raise ConfigError(f"state file version {saved.get('version')}: {hint}")
         if saved["fingerprint"] != self.fingerprint:

@@ -56,6 +56,12 @@ def test_trains_tests_and_writes_results(tiny_root: Path, tmp_path: Path, capsys
         (["--data_root", "/no/such/folder"], "--data_root /no/such/folder"),
         (["--holdout_fraction", "1.5"], "--holdout_fraction"),
         (["--data_mode", "wang2020"], "--wang2020_data_path"),
+        (["--blur_sig", "3,1"], "--blur_sig (3.0, 1.0): must be one sigma or a range"),
+        (["--jpg_qual", "30,200"], "--jpg_qual (30, 200): must be one quality"),
+        (["--beta1", "1.5"], "--beta1 1.5: must be in [0, 1)"),
+        (["--weight_decay", "-1"], "--weight_decay -1.0: must be 0 or more"),
+        (["--holdout_fraction", "0"], "the held-out images pick the best epoch"),
+        (["--cropSize", "0"], "--loadSize/--cropSize: must be at least 1"),
     ],
 )
 def test_bad_input_exits_2(tmp_path: Path, capsys, flags: list[str], needle: str) -> None:
@@ -124,6 +130,8 @@ def test_resume_state_of_other_settings_is_refused(tiny_root: Path, tmp_path: Pa
     assert run_train(tmp_path, *flags) == 0
     assert run_train(tmp_path, *flags, "--dropout", "0.2") == 2
     assert "--restart" in capsys.readouterr().err
+    for other in (["--lr", "0.01"], ["--blur_prob", "0.5"], ["--jpg_qual", "30,31"]):
+        assert run_train(tmp_path, *flags, *other) == 2, other
     assert run_train(tmp_path, *flags, "--dropout", "0.2", "--restart") == 0
 
 
@@ -136,3 +144,25 @@ def test_extract_only_needs_a_frozen_backbone_and_torchrun_needs_it(
     monkeypatch.setenv("RANK", "1")
     assert run_train(tmp_path, "--data_root", str(tiny_root), "--fix_backbone") == 2
     assert "under torchrun only --extract_features_only" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_stops_before_training(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    flags = ["--data_root", str(tiny_root), "--niter", "1", "--name", "n"]
+    code = train.main([*flags, "--checkpoints_dir", str(blocker / "ckpt"), "--gpu_ids", "-1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --checkpoints_dir") and "epoch" not in err
+
+
+def test_active_learning_pool_too_small_is_a_clear_error(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    flags = ["--data_root", str(tiny_root), "--use_active_learning", "--name", "al",
+             "--num_samples_per_class", "1000", "--weights", "none"]  # fmt: skip
+    assert run_train(tmp_path, *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
