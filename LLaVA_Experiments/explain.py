@@ -34,6 +34,7 @@ from LLaVA_Experiments.model import (
     add_generation_options,
     batched,
     build_prompt,
+    check_adapter_folder,
     load_adapter,
     load_image,
     load_model,
@@ -252,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = sample_rows(rows, args.per_source, args.seed)
     if not rows:
         raise UserError(f"no images in split '{args.split}' of {root} for the chosen sources")
-    out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--name")
+    if args.adapter:
+        check_adapter_folder(args.adapter)  # before minutes of model loading
+    out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--results_dir/--name")
     settings = run_settings(args, root)
     journal = Journal.open(out / JOURNAL_NAME, settings, "path", args.restart, flag="--name")
     if len(journal):

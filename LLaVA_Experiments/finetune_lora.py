@@ -38,6 +38,7 @@ from LLaVA_Experiments.model import (
     load_model,
     model_device,
     model_dtype,
+    quiet_peft_warnings,
     read_conversations,
     to_model,
     validate_record,
@@ -52,7 +53,7 @@ RNG_NAME = "rng_state.pt"
 # Settings a resumed run must share with the checkpoint (the rest may change, e.g. save_steps).
 RESUME_MUST_MATCH = (
     "lora_r", "lora_alpha", "lora_dropout", "lr", "epochs", "grad_accum", "warmup_ratio",
-    "weight_decay", "max_length", "seed",
+    "weight_decay", "max_length", "seed", "max_steps",
 )  # fmt: skip
 
 
@@ -91,7 +92,8 @@ def add_lora(model: Any, config: TrainConfig, load_in_4bit: bool = False) -> Any
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    with quiet_peft_warnings():
+        return get_peft_model(model, lora)
 
 
 def load_dataset(data: Path, root: Path) -> list[dict[str, Any]]:

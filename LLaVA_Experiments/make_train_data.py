@@ -214,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot create its folder ({exc.strerror})") from exc
+    if out.exists():
+        read_conversations(out)  # a broken file stops us before minutes of model loading
     model, processor = load_model(args.model, args.device, args.load_in_4bit, args.dtype)
 
     def generate(images: Sequence[Any], prompts: Sequence[str]) -> list[str]:

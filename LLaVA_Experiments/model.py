@@ -8,9 +8,11 @@ the fixed Vicuna template of LLaVA-1.6, so a processor without a chat template w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +113,16 @@ DTYPE_NAMES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": 
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``--device`` (checked), else cuda when a GPU is visible, else cpu."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise UserError(f"--device {device}: not a device name (cpu, cuda, cuda:1)") from exc
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
+    return chosen
 
 
 def resolve_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -135,6 +144,33 @@ def add_dtype_option(parser: argparse.ArgumentParser) -> None:
         help="weights' dtype (auto: bfloat16 on a GPU that supports it, float16 on others, "
         "float32 on the CPU)",
     )  # fmt: skip
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    """Whether the Hugging Face cache already holds ``model_id``'s config (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str)
+
+
+def hub_unreachable(model_id: str, timeout: float = 10.0) -> str | None:
+    """Why the Hub cannot serve ``model_id`` right now (offline mode, no network), or None.
+
+    One bounded request, so a machine without network gets an answer in seconds.
+    """
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        HfApi().model_info(model_id, timeout=timeout)
+    except Exception as exc:  # any failure means: do not start downloading
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    return None
 
 
 def load_model(
@@ -172,15 +208,25 @@ def load_model(
     if model_id.startswith((".", "/", "~")) and not local.is_dir():
         raise UserError(f"--model {model_id}: folder not found")
     source = str(local) if local.is_dir() else model_id
+    how_to = (
+        "Download them once where the Hub is reachable (e.g. `hf download "
+        f"{DEFAULT_MODEL} --local-dir models/llava-v1.6-vicuna-7b`), then pass that folder "
+        "with --model"
+    )
+    if not local.is_dir() and not _in_hub_cache(model_id):
+        problem = hub_unreachable(model_id)
+        if problem:  # fail now instead of retrying downloads for minutes
+            raise UserError(
+                f"--model {model_id}: the weights are not in the Hugging Face cache and the "
+                f"Hub cannot be reached ({problem}). {how_to}"
+            )
     try:
         processor = LlavaNextProcessor.from_pretrained(source)
         model = LlavaNextForConditionalGeneration.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"--model {model_id}: cannot load the LLaVA-NeXT weights and processor ({exc}). "
-            "Download them once where the hub is reachable (e.g. `hf download "
-            f"{DEFAULT_MODEL} --local-dir models/llava-v1.6-vicuna-7b`), then pass that folder "
-            "with --model"
+            + how_to
         ) from exc
     if not load_in_4bit:
         model.to(target)
@@ -232,13 +278,29 @@ def write_fingerprint(model: Any, folder: Path) -> None:
     atomic_write_json(Path(folder) / FINGERPRINT_NAME, fingerprint(model))
 
 
+@contextlib.contextmanager
+def quiet_peft_warnings() -> Iterator[None]:
+    """Hide peft's use of transformers' deprecated ``is_gradient_checkpointing`` (not ours)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
+
+
+def check_adapter_folder(adapter: str | Path) -> Path:
+    """An adapter folder must hold ``adapter_config.json`` (checked before loading a model)."""
+    folder = Path(adapter).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {adapter}: no adapter_config.json there")
+    return folder
+
+
 def load_adapter(model: Any, adapter: str | Path, trainable: bool = False) -> Any:
     """Wrap ``model`` with the LoRA adapter in ``adapter``; a mismatched base is a UserError."""
     from peft import PeftModel
 
-    folder = Path(adapter).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {adapter}: no adapter_config.json there")
+    folder = check_adapter_folder(adapter)
     recorded_path = folder / FINGERPRINT_NAME
     if recorded_path.is_file():
         recorded = json.loads(recorded_path.read_text())
@@ -251,7 +313,8 @@ def load_adapter(model: Any, adapter: str | Path, trainable: bool = False) -> An
                 f"({recorded.get('name_or_path')}); differs in {diffs}"
             )
     try:
-        return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+        with quiet_peft_warnings():
+            return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise UserError(
             f"--adapter {adapter}: does not fit this base model ({str(exc)[:300]})"

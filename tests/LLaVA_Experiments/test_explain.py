@@ -150,3 +150,30 @@ def test_cli_resumes_after_a_kill(
         assert a["prob_fake"] == pytest.approx(b["prob_fake"], abs=1e-5)
     assert not (tmp_path / "run" / explain.JOURNAL_NAME).exists()
     assert (tmp_path / "run" / "roc.png").is_file()
+
+
+def test_uncached_hub_model_fails_fast_offline(monkeypatch) -> None:
+    """No weights in the cache and no Hub: one clear message, not minutes of retries."""
+    from LLaVA_Experiments import model as model_module
+
+    real_check = model_module.hub_unreachable
+    calls = []
+    monkeypatch.setattr(model_module, "hub_unreachable", lambda mid: calls.append(mid) or "down")
+    with pytest.raises(UserError, match=r"not in the Hugging Face cache .*\(down\).*hf download"):
+        load_model("rfd-tests/no-such-llava", device="cpu")
+    assert calls == ["rfd-tests/no-such-llava"]
+    # the real check answers (network error, offline mode or unknown repo) without downloading
+    assert real_check("rfd-tests/no-such-llava", timeout=5) is not None
+
+
+def test_bad_device_is_a_clear_error(monkeypatch) -> None:
+    import torch
+
+    from LLaVA_Experiments.model import pick_device
+
+    with pytest.raises(UserError, match="--device gpu0: not a device name"):
+        pick_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="--device cuda: no CUDA GPU is visible here"):
+        pick_device("cuda")
+    assert pick_device(None).type == "cpu"
