@@ -19,6 +19,7 @@ from active_learning.config import ALConfig
 from active_learning.loop import LoopResult
 from UniversalFakeDetect.checkpoint import save_checkpoint
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
+from UniversalFakeDetect.evaluation.metrics import best_threshold
 from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
 
 # The embedded demo's active-learning defaults: BW-LMS-T's shape (balanced queries, weighted
@@ -57,7 +58,10 @@ def run(
     sources: dict[str, Any],
     header: dict[str, Any],
 ) -> int:
-    """Run the loop (or each strategy of ``--acq_func 0``), then test and report."""
+    """Run the loop (or each strategy of ``--acq_func 0``), then test and report.
+
+    ``sources``: ``train``, ``holdout`` and ``test`` batch sources, ``train_rows``, ``test_rows``.
+    """
     train_rows, test_rows = sources["train_rows"], sources["test_rows"]
     labels = np.array([r.label for r in train_rows])
     folder = Path(args.result_folder) / args.name
@@ -72,8 +76,16 @@ def run(
 
     def on_finish(result: LoopResult, learner: DetectorTrainer) -> None:
         strategy_folder = result.state_path.parent if result.state_path else folder
+        # the decision threshold is tuned on the held-out images, as for normal training
+        holdout = sources["holdout"]
+        holdout_probs = learner.predict(holdout)
+        finite = np.isfinite(holdout_probs)
+        threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
         path = save_checkpoint(
-            learner.detector, checkpoint_dir / f"{result.strategy}.safetensors", **header
+            learner.detector,
+            checkpoint_dir / f"{result.strategy}.safetensors",
+            threshold=threshold,
+            **header,
         )
         info = {
             "name": args.name,
@@ -94,7 +106,7 @@ def run(
             test_rows,
             strategy_folder,
             info,
-            tuned_threshold=None,
+            tuned_threshold=threshold,
             training_sources={r.source for r in train_rows},
         ).summary
         seen = summary.get("mean_ap_seen")

@@ -294,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if al_config is not None:
         sources = {
             "train": train_source,
+            "holdout": holdout_source,
             "test": test_source,
             "train_rows": train_rows,
             "test_rows": test_rows,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from UniversalFakeDetect import train
+from UniversalFakeDetect.checkpoint import load_checkpoint
 
 AL_FLAGS = [
     "--use_active_learning", "--preset", "demo", "--fix_backbone", "--batch_size", "16",
@@ -36,7 +37,11 @@ def test_loss_weighted_balanced_run_writes_curve_and_per_source_results(tiny_roo
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["info"]["simulation_only"] is True
     assert metrics["info"]["labelled_images"] == 22
-    assert (tmp_path / "ckpt" / "bw" / "loss_weighted_mean_std.safetensors").is_file()
+    checkpoint = tmp_path / "ckpt" / "bw" / "loss_weighted_mean_std.safetensors"
+    threshold = load_checkpoint(checkpoint)[1]["threshold"]
+    assert 0.0 <= threshold <= 1.0  # tuned on the held-out images, as for normal training
+    assert metrics["summary"]["tuned_threshold"] == threshold
+    assert metrics["summary"]["best_threshold_accuracy"] is not None
 
 
 def test_rerun_resumes_to_the_same_labelled_set(tiny_root: Path, tmp_path: Path) -> None:
