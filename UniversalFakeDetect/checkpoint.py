@@ -8,6 +8,7 @@ only); a randomly initialised or fine-tuned backbone is.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,12 @@ def load_detector(
             "UniversalFakeDetect's fc_weights.pth)"
         )
     image_size = crop_size if weights == "none" else None
+    if weights == "none":
+        print(
+            f"WARNING: {path.name} is a head trained on a pretrained {arch}; on a RANDOM "
+            "backbone (--weights none) its verdicts mean nothing (use this for tests only)",
+            file=sys.stderr,
+        )
     backbone = build_backbone(arch, weights=weights, image_size=image_size)
     detector = load_linear_head(Detector(backbone, dropout=0.0, fix_backbone=True), path)
     header = {

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import atomic_write_text
+from datagen.fileio import atomic_write_text, ensure_writable_dir
 from datagen.readers import walk_images
 from UniversalFakeDetect import options
 from UniversalFakeDetect.checkpoint import load_detector
@@ -102,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.output is not None and args.output.suffix.lower() not in (".json", ".csv"):
         raise UserError(f"--output {args.output}: use a .json or .csv file name")
+    if args.output is not None:
+        ensure_writable_dir(args.output.parent, flag=f"--output {args.output}: its folder")
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     images = collect_images(args.inputs)
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)

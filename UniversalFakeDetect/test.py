@@ -70,6 +70,8 @@ def newest_checkpoint(folder: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.cache_views, args.no_cache = 0, False
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
     detector, header = load_detector(

@@ -64,6 +64,8 @@ def test_detect_scores_files_and_folders(trained: Path, tiny_root: Path, tmp_pat
         (["--threshold", "2", "{img}"], "--threshold 2"),
         (["--output", "x.txt", "{img}"], "--output x.txt"),
         (["--ckpt", "/no/ckpt.safetensors", "{img}"], "--ckpt /no/ckpt.safetensors"),
+        (["--output", "/dev/null/x.csv", "{img}"], "--output /dev/null/x.csv: its folder"),
+        (["--batch_size", "0", "{img}"], "--batch_size 0: must be at least 1"),
     ],
 )
 def test_detect_bad_input(trained: Path, tiny_root: Path, capsys, argv, needle) -> None:
@@ -78,7 +80,9 @@ def test_test_cli_without_checkpoints(tmp_path: Path, capsys) -> None:
     assert "no */*.safetensors checkpoint" in capsys.readouterr().err
 
 
-def test_published_linear_head_is_tested_on_its_backbone(tiny_root: Path, tmp_path: Path) -> None:
+def test_published_linear_head_is_tested_on_its_backbone(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
     """UniversalFakeDetect's fc_weights.pth on CLIP:ViT-L/14 (random weights offline)."""
     head = Path(__file__).resolve().parents[1] / "data" / "univfd_fc_weights.pth"
     argv = [
@@ -87,6 +91,7 @@ def test_published_linear_head_is_tested_on_its_backbone(tiny_root: Path, tmp_pa
         "--result_folder", str(tmp_path), "--name", "univfd", "--gpu_ids", "-1",
     ]  # fmt: skip
     assert test_cli.main(argv) == 0
+    assert "RANDOM backbone (--weights none)" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "univfd" / "metrics.json").read_text())
     assert metrics["info"]["arch"] == "CLIP:ViT-L/14"
     assert test_cli.main([a for a in argv if a not in ("--arch", "CLIP:ViT-L/14")]) == 2
