@@ -185,7 +185,8 @@ def add_run_options(parser: argparse.ArgumentParser, default_name: str | None) -
         "--gpu_ids",
         type=_gpu_ids,
         default=None,
-        help="GPU ids, e.g. 0 or 0,1; -1 for the CPU (default: GPU 0 if available)",
+        help="GPU id, e.g. 0 (only the first of a list is used); -1 for the CPU "
+        "(default: GPU 0 if available)",
     )
     group.add_argument(
         "--preset",
@@ -196,7 +197,12 @@ def add_run_options(parser: argparse.ArgumentParser, default_name: str | None) -
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--niter", type=int, help="maximum epochs (100; 12 on the demo)")
+    group.add_argument(
+        "--niter",
+        type=int,
+        help="maximum epochs (100; 12 on the demo); with --use_active_learning: epochs per "
+        "query round (5; 4 on the demo)",
+    )
     group.add_argument("--lr", type=float, help="initial learning rate (1e-4; 1e-3 on the demo)")
     group.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (0.9)")
     group.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (0)")
