@@ -14,7 +14,6 @@ import argparse
 import csv
 import io
 import os
-import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import atomic_write_json, atomic_write_text, ensure_writable_dir
-from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, select
+from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, sample_per_source, select
 from LLaVA_Experiments.journal import Journal
 from LLaVA_Experiments.model import (
     ANSWER_PREFIX,
@@ -194,20 +193,6 @@ def write_explanations(folder: Path, records: Sequence[dict[str, Any]], info: di
     atomic_write_text(folder / "explanations.txt", "\n".join(blocks))
 
 
-def sample_rows(
-    rows: Sequence[ManifestRow], per_source: int | None, seed: int
-) -> list[ManifestRow]:
-    """Up to ``per_source`` rows of each source (all when None), seeded, in path order."""
-    if per_source is None:
-        return sorted(rows)
-    rng = random.Random(seed)
-    kept: list[ManifestRow] = []
-    for source in sorted({r.source for r in rows}):
-        group = sorted(r for r in rows if r.source == source)
-        kept += group if len(group) <= per_source else rng.sample(group, per_source)
-    return sorted(kept)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder")
@@ -250,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--batch_size and --per_source must be at least 1")
     root = resolve_data_root(args.data_root)
     rows = select(read_manifest(root), split=args.split, sources=args.sources)
-    rows = sample_rows(rows, args.per_source, args.seed)
+    rows = sample_per_source(rows, args.per_source, args.seed)
     if not rows:
         raise UserError(f"no images in split '{args.split}' of {root} for the chosen sources")
     if args.adapter:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from datagen.errors import UserError, exit_on_user_error
 from datagen.families import generator_name
 from datagen.fileio import atomic_write_json
-from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, select
+from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, sample_per_source, select
 from LLaVA_Experiments.model import (
     DEFAULT_MODEL,
     QUESTION,
@@ -90,13 +89,7 @@ def sample_training_rows(
     rows: Sequence[ManifestRow], per_source: int, seed: int, split: str = "train"
 ) -> list[ManifestRow]:
     """``per_source`` images of each source of ``split`` (all if fewer), seeded."""
-    rng = random.Random(seed)
-    chosen = select(rows, split=split)
-    kept: list[ManifestRow] = []
-    for source in sorted({r.source for r in chosen}):
-        group = sorted(r for r in chosen if r.source == source)
-        kept += group if len(group) <= per_source else sorted(rng.sample(group, per_source))
-    return kept
+    return sample_per_source(select(rows, split=split), per_source, seed)
 
 
 @dataclass

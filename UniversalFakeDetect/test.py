@@ -14,7 +14,8 @@ from pathlib import Path
 
 from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import ensure_writable_dir
-from datagen.manifest import SPLITS, select
+from datagen.manifest import SPLITS, ManifestRow, sample_per_source, select
+from datagen.readers import rows_from_real_fake_folders
 from UniversalFakeDetect import options
 from UniversalFakeDetect.checkpoint import load_detector
 from UniversalFakeDetect.data.datasets import ManifestImageDataset
@@ -22,6 +23,7 @@ from UniversalFakeDetect.data.transforms import TransformConfig
 from UniversalFakeDetect.engine.sources import ImageSource
 from UniversalFakeDetect.evaluation.robustness import (
     PERTURBATIONS,
+    chosen_perturbation,
     perturbed_views,
     write_robustness,
 )
@@ -49,10 +51,40 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"also test under the fixed perturbations {', '.join(PERTURBATIONS)}",
     )
+    original = parser.add_argument_group("UniversalFakeDetect's validate options")
+    original.add_argument(
+        "--real_path", type=Path, help="a folder of real images to test (with --fake_path)"
+    )
+    original.add_argument(
+        "--fake_path", type=Path, help="a folder of fake images to test (with --real_path)"
+    )
+    original.add_argument(
+        "--max_sample", type=int, help="test at most N images per source (seeded by --seed)"
+    )
+    original.add_argument(
+        "--jpeg_quality", type=int, help="test on images re-compressed at this JPEG quality"
+    )
+    original.add_argument(
+        "--gaussian_sigma", type=float, help="test on images blurred with this sigma (before JPEG)"
+    )
     options.add_data_options(parser)
     options.add_run_options(parser, default_name="")
     parser.set_defaults(batch_size=64)
     return parser
+
+
+def rows_to_evaluate(args: argparse.Namespace) -> tuple[Path, list[ManifestRow], list[ManifestRow]]:
+    """The dataset root, all its rows, and the rows to test (``--split``, ``--max_sample``)."""
+    if (args.real_path is None) != (args.fake_path is None):
+        raise UserError("--real_path and --fake_path go together")
+    if args.real_path is not None:
+        root, rows = rows_from_real_fake_folders(args.real_path, args.fake_path, args.split)
+    else:
+        root, rows = load_rows(args)
+    chosen = select(rows, split=args.split)
+    if not chosen:
+        raise UserError(f"{root}: no images in the {args.split} split")
+    return root, rows, sample_per_source(chosen, args.max_sample, args.seed)
 
 
 def newest_checkpoint(folder: Path) -> Path:
@@ -70,8 +102,16 @@ def newest_checkpoint(folder: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.cache_views, args.no_cache = 0, False
-    if args.batch_size < 1:
-        raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
+    checks = (
+        (args.batch_size, "--batch_size", 1, None),
+        (args.max_sample, "--max_sample", 1, None),
+        (args.jpeg_quality, "--jpeg_quality", 1, 100),
+        (args.gaussian_sigma, "--gaussian_sigma", 0, None),
+    )
+    for value, flag, low, high in checks:
+        if value is not None and (value < low or (high is not None and value > high)):
+            limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise UserError(f"{flag} {value}: must be {limits}")
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
     detector, header = load_detector(
@@ -81,10 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seed = int(header["backbone_seed"])  # are keyed by the seed it was drawn from
     if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
         args.data_root = header["data_root"]
-    root, rows = load_rows(args)
-    test_rows = select(rows, split=args.split)
-    if not test_rows:
-        raise UserError(f"{root}: no images in the {args.split} split")
+    root, rows, rows_to_test = rows_to_evaluate(args)
     transform = TransformConfig(
         load_size=args.load_size or header["load_size"],
         crop_size=args.crop_size or header["crop_size"],
@@ -92,24 +129,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     name = args.name or ckpt.parent.name
     ensure_writable_dir(Path(args.result_folder) / name, flag="--result_folder")
-    print(f"testing {ckpt} ({header['arch']}) on {root} [{args.split}, {len(test_rows)} images]")
-    source = build_source(detector, root, test_rows, transform, args, device, False)
+    print(f"testing {ckpt} ({header['arch']}) on {root} [{args.split}, {len(rows_to_test)} images]")
+    custom = chosen_perturbation(args.gaussian_sigma, args.jpeg_quality)
+    if custom is None:
+        source = build_source(detector, root, rows_to_test, transform, args, device, False)
+    else:  # UniversalFakeDetect's perturbed test: results/<name>/<perturbation>/
+        dataset = ManifestImageDataset(
+            root, rows_to_test, perturbed_views(custom[1], transform),
+            crop_size=transform.crop_size, strict=args.strict,
+        )  # fmt: skip
+        source = ImageSource(dataset, device, num_workers=args.num_threads)
     training_sources = None
     options_seen = header.get("options", {})
     if header.get("data_root") == str(root) and options_seen:
         training_sources = {r.source for r in select(rows, split="train")}
     info = {"name": name, "checkpoint": str(ckpt), "arch": header["arch"], "split": args.split}
     folder = Path(args.result_folder) / name
+    if custom is not None:
+        info["perturbation"] = custom[0]
+        folder = folder / custom[0]
     threshold = header.get("threshold")
     result = evaluate_and_report(
-        detector, source, test_rows, folder, info, threshold, training_sources, args.batch_size
+        detector, source, rows_to_test, folder, info, threshold, training_sources, args.batch_size
     )
     if args.robustness:
         table = {"clean": result}
         for perturbation in PERTURBATIONS:
             dataset = ManifestImageDataset(
                 root,
-                test_rows,
+                rows_to_test,
                 perturbed_views(perturbation, transform),
                 crop_size=transform.crop_size,
                 strict=args.strict,
@@ -119,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             table[perturbation] = evaluate_and_report(
                 detector,
                 perturbed,
-                test_rows,
+                rows_to_test,
                 folder / "robustness" / perturbation,
                 {**info, "perturbation": perturbation},
                 threshold,

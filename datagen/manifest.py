@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -254,6 +255,21 @@ def select(
         and (label is None or r.label == label)
         and (wanted is None or r.source in wanted)
     ]
+
+
+def sample_per_source(
+    rows: Iterable[ManifestRow], per_source: int | None, seed: int = 0
+) -> list[ManifestRow]:
+    """Up to ``per_source`` rows of every source (all when None or fewer), seeded; path order."""
+    rows = sorted(rows)
+    if per_source is None:
+        return rows
+    rng = random.Random(seed)
+    kept: list[ManifestRow] = []
+    for source in sorted({r.source for r in rows}):
+        group = [r for r in rows if r.source == source]
+        kept += group if len(group) <= per_source else rng.sample(group, per_source)
+    return sorted(kept)
 
 
 def summarize(rows: Iterable[ManifestRow]) -> dict[str, dict[str, dict[str, int]]]:

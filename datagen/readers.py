@@ -100,6 +100,34 @@ def rows_from_class_folders(
     return rows
 
 
+def rows_from_real_fake_folders(
+    real: Path, fake: Path, split: str = "val"
+) -> tuple[Path, list[ManifestRow]]:
+    """UniversalFakeDetect's ``--real_path``/``--fake_path``: every image below each folder.
+
+    Returns the common root and the rows. The source is the folder's name (its parent's for a
+    ``0_real``/``1_fake`` folder); the reals' source gets ``-real`` appended.
+    """
+    folders = {"--real_path": Path(real), "--fake_path": Path(fake)}
+    for flag, folder in folders.items():
+        if not folder.is_dir():
+            raise UserError(f"{flag} {folder}: folder not found")
+    root = Path(os.path.commonpath([os.path.abspath(f) for f in folders.values()]))
+    rows = []
+    for (flag, folder), label in zip(folders.items(), (REAL, FAKE), strict=True):
+        name = Path(os.path.abspath(folder))
+        base = name.parent.name if name.name in CLASS_FOLDERS else name.name
+        source = base + REAL_SOURCE_SUFFIX if label == REAL else base
+        images = list(walk_images(folder))
+        if not images:
+            raise UserError(f"{flag} {folder}: no images there")
+        rows += [
+            ManifestRow(_relative(i, root), label, source, split, infer_family(source, label))
+            for i in images
+        ]
+    return root, rows
+
+
 def _dataset_relative(raw_path: str, root: Path) -> str:
     """Map a path written by the original scripts to one relative to the dataset root.
 

@@ -21,12 +21,14 @@ from UniversalFakeDetect.data.augment import gaussian_blur, jpeg_roundtrip
 from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
 from UniversalFakeDetect.evaluation.metrics import EvaluationResult
 
+Perturb = Callable[[Image.Image], Image.Image]
 
-def _jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
+
+def _jpeg(quality: int) -> Perturb:
     return lambda image: Image.fromarray(jpeg_roundtrip(np.asarray(image), quality, "pil"))
 
 
-def _blur(sigma: float) -> Callable[[Image.Image], Image.Image]:
+def _blur(sigma: float) -> Perturb:
     return lambda image: Image.fromarray(gaussian_blur(np.asarray(image), sigma))
 
 
@@ -46,11 +48,35 @@ PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 
 def perturbed_views(
-    name: str, transform: TransformConfig
+    perturbation: str | Perturb, transform: TransformConfig
 ) -> Callable[[Image.Image, int], torch.Tensor]:
-    """A view function: perturb the image, then take the test view."""
-    perturb = PERTURBATIONS[name]
+    """A view function: perturb the image (a name of :data:`PERTURBATIONS` or a function),
+    then take the test view."""
+    perturb = PERTURBATIONS[perturbation] if isinstance(perturbation, str) else perturbation
     return lambda image, index: eval_view(perturb(image), transform)
+
+
+def chosen_perturbation(
+    gaussian_sigma: float | None, jpeg_quality: int | None
+) -> tuple[str, Perturb] | None:
+    """UniversalFakeDetect's ``--gaussian_sigma``/``--jpeg_quality`` test: blur, then JPEG.
+
+    Returns the name (``blur_sigma2+jpeg_q75``) and the function, or None when neither is set.
+    """
+    steps: list[tuple[str, Perturb]] = []
+    if gaussian_sigma:
+        steps.append((f"blur_sigma{gaussian_sigma:g}", _blur(float(gaussian_sigma))))
+    if jpeg_quality:
+        steps.append((f"jpeg_q{jpeg_quality}", _jpeg(int(jpeg_quality))))
+    if not steps:
+        return None
+
+    def apply(image: Image.Image) -> Image.Image:
+        for _, step in steps:
+            image = step(image)
+        return image
+
+    return "+".join(name for name, _ in steps), apply
 
 
 def write_robustness(table: dict[str, EvaluationResult], folder: Path) -> Path:

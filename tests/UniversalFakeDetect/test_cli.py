@@ -42,6 +42,29 @@ def test_test_cli_defaults_to_the_newest_checkpoint(trained: Path, capsys) -> No
     assert "robustness table" in capsys.readouterr().out
 
 
+def test_universalfakedetect_validate_flags(trained: Path, tiny_root: Path, capsys) -> None:
+    """--real_path/--fake_path, --max_sample, --jpeg_quality and --gaussian_sigma as in UFD."""
+    val = tiny_root / "ImageData" / "val"
+    args = ["--checkpoints_dir", str(trained / "ckpt"), "--result_folder", str(trained / "u"),
+            "--real_path", str(val / "skimage-gray"), "--fake_path", str(val / "deconv-decoder"),
+            "--max_sample", "4", "--jpeg_quality", "50", "--gaussian_sigma", "1",
+            "--name", "ufd"]  # fmt: skip
+    assert test_cli.main(args) == 0
+    metrics = json.loads(
+        (trained / "u" / "ufd" / "blur_sigma1+jpeg_q50" / "metrics.json").read_text()
+    )
+    sources = {m["source"]: m for m in metrics["sources"]}
+    assert set(sources) == {"skimage-gray-real", "deconv-decoder"}
+    assert all(m["images"] == 4 for m in sources.values())
+    assert sources["deconv-decoder"]["ap"] is not None
+    assert metrics["info"]["perturbation"] == "blur_sigma1+jpeg_q50"
+    capsys.readouterr()
+    assert test_cli.main([*args[:4], "--real_path", str(val / "skimage-gray")]) == 2
+    assert "--real_path and --fake_path go together" in capsys.readouterr().err
+    assert test_cli.main([*args, "--jpeg_quality", "101"]) == 2
+    assert "--jpeg_quality 101: must be from 1 to 100" in capsys.readouterr().err
+
+
 def test_detect_scores_files_and_folders(trained: Path, tiny_root: Path, tmp_path: Path) -> None:
     folder = tiny_root / "ImageData" / "val" / "deconv-decoder"
     single = tiny_root / "ImageData" / "val" / "skimage-photos" / "00000.jpg"

@@ -23,6 +23,7 @@ from datagen.readers import (
     is_image_file,
     rows_from_class_folders,
     rows_from_original_metadata,
+    rows_from_real_fake_folders,
     walk_images,
 )
 
@@ -522,3 +523,21 @@ def test_any_real_source_is_real(source):
 def test_inferred_families_are_valid_manifest_families(source):
     assert infer_family(source, FAKE) in FAMILIES
     assert infer_family(source, FAKE) != "real"
+
+
+def test_real_and_fake_folders_as_universalfakedetect_takes_them(tmp_path):
+    make_image(tmp_path / "progan" / "0_real" / "a.png")
+    make_image(tmp_path / "progan" / "1_fake" / "sub" / "b.png")
+    root, rows = rows_from_real_fake_folders(
+        tmp_path / "progan" / "0_real", tmp_path / "progan" / "1_fake"
+    )
+    assert root == tmp_path / "progan"
+    assert _as_tuples(rows) == [
+        ("0_real/a.png", REAL, "progan-real", "real"),
+        ("1_fake/sub/b.png", FAKE, "progan", "gan"),
+    ]
+    with pytest.raises(UserError, match=r"--fake_path .*: folder not found"):
+        rows_from_real_fake_folders(tmp_path / "progan" / "0_real", tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"--real_path .*empty: no images there"):
+        rows_from_real_fake_folders(tmp_path / "empty", tmp_path / "progan" / "1_fake")
