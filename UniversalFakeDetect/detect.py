@@ -17,15 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import atomic_write_text, ensure_writable_dir
 from datagen.readers import walk_images
 from UniversalFakeDetect import options
-from UniversalFakeDetect.checkpoint import load_detector
-from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
-from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
 from UniversalFakeDetect.test import newest_checkpoint
 
 
@@ -100,6 +95,12 @@ def _render(results: list[dict], suffix: str) -> str:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch  # heavy imports after parsing, so --help stays fast
+
+    from UniversalFakeDetect.checkpoint import load_detector
+    from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
+    from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
+
     if args.output is not None and args.output.suffix.lower() not in (".json", ".csv"):
         raise UserError(f"--output {args.output}: use a .json or .csv file name")
     if args.output is not None:

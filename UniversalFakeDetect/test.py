@@ -17,17 +17,6 @@ from datagen.fileio import ensure_writable_dir
 from datagen.manifest import SPLITS, ManifestRow, sample_per_source, select
 from datagen.readers import rows_from_real_fake_folders
 from UniversalFakeDetect import options
-from UniversalFakeDetect.checkpoint import load_detector
-from UniversalFakeDetect.data.datasets import ManifestImageDataset
-from UniversalFakeDetect.data.transforms import TransformConfig
-from UniversalFakeDetect.engine.sources import ImageSource
-from UniversalFakeDetect.evaluation.robustness import (
-    PERTURBATIONS,
-    chosen_perturbation,
-    perturbed_views,
-    write_robustness,
-)
-from UniversalFakeDetect.pipeline import build_source, evaluate_and_report, load_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--robustness",
         action="store_true",
-        help=f"also test under the fixed perturbations {', '.join(PERTURBATIONS)}",
+        help="also test under fixed perturbations: JPEG quality 95/75/50/30, Gaussian blur sigma "
+        "1/2/4, down-scaling 0.5/0.25",
     )
     original = parser.add_argument_group("UniversalFakeDetect's validate options")
     original.add_argument(
@@ -80,6 +70,8 @@ def rows_to_evaluate(args: argparse.Namespace) -> tuple[Path, list[ManifestRow],
     if args.real_path is not None:
         root, rows = rows_from_real_fake_folders(args.real_path, args.fake_path, args.split)
     else:
+        from UniversalFakeDetect.pipeline import load_rows
+
         root, rows = load_rows(args)
     chosen = select(rows, split=args.split)
     if not chosen:
@@ -101,6 +93,18 @@ def newest_checkpoint(folder: Path) -> Path:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from UniversalFakeDetect.checkpoint import load_detector
+    from UniversalFakeDetect.data.datasets import ManifestImageDataset
+    from UniversalFakeDetect.data.transforms import TransformConfig
+    from UniversalFakeDetect.engine.sources import ImageSource
+    from UniversalFakeDetect.evaluation.robustness import (
+        PERTURBATIONS,
+        chosen_perturbation,
+        perturbed_views,
+        write_robustness,
+    )
+    from UniversalFakeDetect.pipeline import build_source, evaluate_and_report
+
     args.cache_views, args.no_cache = 0, False
     checks = (
         (args.batch_size, "--batch_size", 1, None),

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,27 +30,14 @@ from active_learning.config import (
 from datagen.errors import UserError, exit_on_user_error
 from datagen.fileio import ensure_writable_dir
 from datagen.manifest import select
-from UniversalFakeDetect import al_training, options
-from UniversalFakeDetect.checkpoint import save_checkpoint
-from UniversalFakeDetect.data.augment import AugmentConfig
-from UniversalFakeDetect.data.transforms import TransformConfig
-from UniversalFakeDetect.engine.fit import FitConfig, fit
-from UniversalFakeDetect.engine.trainer import DetectorTrainer
-from UniversalFakeDetect.evaluation.metrics import best_threshold
-from UniversalFakeDetect.features.cache import Shard, merge_shards
-from UniversalFakeDetect.models.detector import Detector
-from UniversalFakeDetect.models.registry import build_backbone, resolve_arch
-from UniversalFakeDetect.pipeline import (
-    augment_config,
-    build_source,
-    evaluate_and_report,
-    feature_cache,
-    load_rows,
-    report_unreadable,
-    seed_everything,
-    transform_config,
-    uses_demo,
-)
+from UniversalFakeDetect import options
+from UniversalFakeDetect.features.shard import Shard
+from UniversalFakeDetect.models.registry import resolve_arch
+
+if TYPE_CHECKING:  # the heavy modules are imported in main(), so --help stays fast
+    from UniversalFakeDetect.data.augment import AugmentConfig
+    from UniversalFakeDetect.data.transforms import TransformConfig
+    from UniversalFakeDetect.models.detector import Detector
 
 # Options a resumed run must share with the run that left the state (--niter may grow).
 RESUME_KEYS = (
@@ -172,6 +160,9 @@ def extract_only(
     Under torchrun every rank extracts its share into its own shard files; after a barrier,
     rank 0 merges them into the caches.
     """
+    from UniversalFakeDetect.features.cache import merge_shards
+    from UniversalFakeDetect.pipeline import feature_cache
+
     shard = Shard.from_env()
     distributed = shard is not None
     if distributed:
@@ -209,6 +200,24 @@ def extract_only(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from UniversalFakeDetect import al_training
+    from UniversalFakeDetect.checkpoint import save_checkpoint
+    from UniversalFakeDetect.engine.fit import FitConfig, fit
+    from UniversalFakeDetect.engine.trainer import DetectorTrainer
+    from UniversalFakeDetect.evaluation.metrics import best_threshold
+    from UniversalFakeDetect.models.detector import Detector
+    from UniversalFakeDetect.models.registry import build_backbone
+    from UniversalFakeDetect.pipeline import (
+        augment_config,
+        build_source,
+        evaluate_and_report,
+        load_rows,
+        report_unreadable,
+        seed_everything,
+        transform_config,
+        uses_demo,
+    )
+
     explicit = explicit_dests(parser, argv)
     apply_preset(args, explicit)  # the paper's active-learning presets, if named
     is_demo = uses_demo(args)

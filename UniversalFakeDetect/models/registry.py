@@ -12,11 +12,13 @@ import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from datagen.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where models are built, so --help stays fast
+    import torch
+    from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -102,6 +104,8 @@ def resolve_arch(name: str) -> ArchSpec:
 
 
 def _strip_torchvision_head(model: nn.Module, model_name: str) -> nn.Module:
+    from torch import nn
+
     if model_name.startswith("resnet"):
         model.fc = nn.Identity()
     elif model_name.startswith("vgg"):
@@ -187,4 +191,6 @@ def build_backbone(
 
 def normalisation(spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std as [1, 3, 1, 1] tensors."""
+    import torch
+
     return torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)

@@ -118,3 +118,19 @@ def test_published_linear_head_is_tested_on_its_backbone(
     metrics = json.loads((tmp_path / "univfd" / "metrics.json").read_text())
     assert metrics["info"]["arch"] == "CLIP:ViT-L/14"
     assert test_cli.main([a for a in argv if a not in ("--arch", "CLIP:ViT-L/14")]) == 2
+
+
+@pytest.mark.parametrize("module", ["train", "test", "detect"])
+def test_help_does_not_import_torch(module: str) -> None:
+    """--help parses flags only: the heavy libraries load after it (DESIGN 10)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, runpy; sys.argv = ['x', '--help']\n"
+        f"try:\n    runpy.run_module('UniversalFakeDetect.{module}', run_name='__main__')\n"
+        f"except SystemExit:\n    pass\n"
+        f"print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr[-2000:]
