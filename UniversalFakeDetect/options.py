@@ -250,6 +250,25 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ignore a resume state left by an earlier run of the same --name",
     )
+    original = parser.add_argument_group(
+        "UniversalFakeDetect flags kept for its scripts (the behaviour they ask for is the default)"
+    )
+    original.add_argument(
+        "--continue_train",
+        action="store_true",
+        help="resume the run of this --name: always done unless --restart",
+    )
+    original.add_argument(
+        "--data_aug",
+        action="store_true",
+        help="blur/JPEG augmentation: on by default, set by --blur_prob/--jpg_prob (0: off)",
+    )
+    original.add_argument(
+        "--optim",
+        choices=("adam",),
+        default="adam",
+        help="the optimiser: AdamW (UniversalFakeDetect's sgd is not offered)",
+    )
 
 
 def apply_defaults(
