@@ -22,6 +22,7 @@ import numpy as np
 
 from active_learning.config import (
     ConfigError,
+    active_learning_only_dests,
     add_active_learning_options,
     apply_preset,
     config_from_namespace,
@@ -220,6 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     explicit = explicit_dests(parser, argv)
     apply_preset(args, explicit)  # the paper's active-learning presets, if named
+    ignored = sorted(explicit & active_learning_only_dests(parser))
+    if ignored and not args.use_active_learning:
+        flags = ", ".join(f"--{dest}" for dest in ignored)
+        raise UserError(
+            f"{flags}: active-learning options, but this run trains normally; add "
+            "--use_active_learning (or run train_active_learning.sh)"
+        )
     is_demo = uses_demo(args)
     applied = []
     if args.use_active_learning and is_demo and args.preset is None:

@@ -270,6 +270,14 @@ def add_active_learning_options(parser: argparse.ArgumentParser) -> None:
             existing.help = f"{existing.help or ''}; {kwargs['help']}".lstrip("; ")
 
 
+def active_learning_only_dests(parser: argparse.ArgumentParser) -> set[str]:
+    """The ``dest`` of every flag only active learning reads (those this module added)."""
+    for group in parser._action_groups:
+        if group.title == "active learning":
+            return {action.dest for action in group._group_actions} - {"use_active_learning"}
+    return set()
+
+
 def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
     """The ``dest`` of every option given explicitly in ``argv`` (whatever its default)."""
     saved = [(action, action.default) for action in parser._actions]

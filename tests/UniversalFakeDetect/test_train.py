@@ -62,6 +62,7 @@ def test_trains_tests_and_writes_results(tiny_root: Path, tmp_path: Path, capsys
         (["--weight_decay", "-1"], "--weight_decay -1.0: must be 0 or more"),
         (["--holdout_fraction", "0"], "the held-out images pick the best epoch"),
         (["--cropSize", "0"], "--loadSize/--cropSize: must be at least 1"),
+        (["--acq_func", "9", "--query", "5"], "--acq_func, --query: active-learning options"),
     ],
 )
 def test_bad_input_exits_2(tmp_path: Path, capsys, flags: list[str], needle: str) -> None:
