@@ -260,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_rows = select(rows, split="val")
     if not train_rows or not holdout_rows or not test_rows:
         raise UserError(f"{root}: needs images in both the train and the val split")
+    if len({r.label for r in train_rows}) < 2:
+        raise UserError(f"{root}: the train split needs both real and fake images")
     # output folders are checked before any work, not after hours of it
     ensure_writable_dir(Path(args.checkpoints_dir) / args.name, flag="--checkpoints_dir")
     ensure_writable_dir(Path(args.result_folder) / args.name, flag="--result_folder")

@@ -167,3 +167,16 @@ def test_active_learning_pool_too_small_is_a_clear_error(
     assert run_train(tmp_path, *flags) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_train_split_with_one_class_is_refused(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    from datagen.manifest import write_manifest
+
+    root = tmp_path / "reals_only"
+    rows = [r for r in read_manifest(tiny_root) if r.label == 0 or r.split == "val"]
+    for row in rows:
+        (root / row.path).parent.mkdir(parents=True, exist_ok=True)
+        (root / row.path).write_bytes((tiny_root / row.path).read_bytes())
+    write_manifest(rows, root)
+    assert run_train(tmp_path, "--data_root", str(root), "--niter", "1") == 2
+    assert "the train split needs both real and fake images" in capsys.readouterr().err
