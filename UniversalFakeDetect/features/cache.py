@@ -54,6 +54,12 @@ def images_fingerprint(root: Path, paths: Sequence[str]) -> str:
     return digest.hexdigest()[:20]
 
 
+def save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
 @dataclass
 class FeatureCache:
     """One cache entry: features of ``paths`` under ``views`` views, ``width`` wide."""
@@ -79,8 +85,7 @@ class FeatureCache:
         return np.zeros((self.views, len(self.paths)), dtype=bool)
 
     def _save_done(self, done: np.ndarray) -> None:
-        with atomic_path(self.folder / DONE_NAME) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, done)
+        save_array(self.folder / DONE_NAME, done)
 
     @property
     def complete(self) -> bool:
@@ -217,8 +222,7 @@ def fill_cache(
         done_file = _shard_paths(cache, shard)[1]
 
         def save() -> None:
-            with atomic_path(done_file) as tmp, open(tmp, "wb") as handle:
-                np.save(handle, own_done)
+            save_array(done_file, own_done)
 
     missing = int(todo.sum())
     if not missing:
