@@ -2,7 +2,9 @@
 
 The pool is the train split minus the held-out part; the held-out part validates every round
 (early stopping), and the final detector is tested on every source of the val split, as in
-normal training. With a frozen backbone everything runs on cached features.
+normal training. With a frozen backbone everything runs on cached features. Unreadable pool
+images are left out of the pool (never in the initial set, never scored or queried) and counted,
+as normal training drops and counts them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import numpy as np
 
 from active_learning.compare import run as run_loop
 from active_learning.config import ALConfig
+from active_learning.learner import Learner
 from active_learning.loop import LoopResult
 from UniversalFakeDetect.checkpoint import save_checkpoint
+from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
+from UniversalFakeDetect.engine.sources import BatchSource, ImageSource
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 from UniversalFakeDetect.evaluation.metrics import best_threshold
 from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
@@ -51,6 +56,74 @@ def apply_demo_active_learning(args: argparse.Namespace, explicit: set[str]) -> 
     return applied
 
 
+def _decodes(source: ImageSource, index: int) -> bool:
+    """Whether item ``index`` decodes as the data loading decodes it; a failure is remembered
+    in ``source.unreadable`` (so it is counted), or raised with ``--strict``."""
+    dataset = source.dataset
+    try:
+        read_image(dataset.root / dataset.rows[index].path)
+    except UnreadableImageError:
+        if dataset.strict:
+            raise
+        source.unreadable.add(index)
+        return False
+    return True
+
+
+class PoolLearner:
+    """The detector's trainer as the loop's learner, telling the loop which pool images it
+    cannot read (:class:`active_learning.learner.ReportsUnreadable`).
+
+    Cached features: the images whose features are NaN, known when the cache is opened.
+    Decoded images: each image asked about is decoded once, as the data loading decodes it
+    (``--strict`` stops at the first unreadable one, as everywhere).
+    """
+
+    def __init__(self, trainer: DetectorTrainer) -> None:
+        self.trainer = trainer
+        source: BatchSource = trainer.train_source
+        self._unreadable = np.zeros(len(source), dtype=bool)
+        self._unreadable[np.fromiter(source.unreadable, dtype=np.int64)] = True
+        # only decoded images are checked on demand; other sources know theirs up front
+        self._checked = np.full(len(source), not isinstance(source, ImageSource))
+        self._checked |= self._unreadable
+
+    @property
+    def lr(self) -> float:
+        return self.trainer.lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.trainer.lr = value
+
+    def reset(self, seed: int) -> None:
+        self.trainer.reset(seed)
+
+    def train_epoch(self, indices: np.ndarray, weights: np.ndarray, seed: int) -> float:
+        return self.trainer.train_epoch(indices, weights, seed)
+
+    def validate(self) -> dict[str, float]:
+        return self.trainer.validate()
+
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        return self.trainer.mc_probabilities(indices, passes, seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state)
+
+    def unreadable_items(self, indices: np.ndarray) -> np.ndarray:
+        """True for the pool images among ``indices`` that cannot be read."""
+        indices = np.asarray(indices, dtype=np.int64)
+        source = self.trainer.train_source
+        for index in np.unique(indices[~self._checked[indices]]).tolist():
+            self._unreadable[index] = not _decodes(source, index)
+            self._checked[index] = True
+        return self._unreadable[indices]
+
+
 def run(
     args: argparse.Namespace,
     config: ALConfig,
@@ -74,15 +147,23 @@ def run(
             file=sys.stderr,
         )
 
-    def on_finish(result: LoopResult, learner: DetectorTrainer) -> None:
+    def on_finish(result: LoopResult, _learner: Learner) -> None:  # uses `trainer` directly
         strategy_folder = result.state_path.parent if result.state_path else folder
+        unreadable = [train_rows[i].path for i in result.unreadable.tolist()]
+        if unreadable:
+            print(
+                f"[{result.strategy}] left {len(unreadable)} unreadable pool images out: "
+                + ", ".join(unreadable[:5])
+                + (", ..." if len(unreadable) > 5 else ""),
+                file=sys.stderr,
+            )
         # the decision threshold is tuned on the held-out images, as for normal training
         holdout = sources["holdout"]
-        holdout_probs = learner.predict(holdout)
+        holdout_probs = trainer.predict(holdout)
         finite = np.isfinite(holdout_probs)
         threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
         path = save_checkpoint(
-            learner.detector,
+            trainer.detector,
             checkpoint_dir / f"{result.strategy}.safetensors",
             threshold=threshold,
             **header,
@@ -99,9 +180,11 @@ def run(
             "true_label_uses": config.true_label_uses,
             "labelled_images": len(result.labelled),
             "pool_images": len(train_rows),
+            "unreadable_pool_images": len(unreadable),
+            "unreadable_pool_paths": unreadable,
         }
         summary = evaluate_and_report(
-            learner.detector,
+            trainer.detector,
             sources["test"],
             test_rows,
             strategy_folder,
@@ -114,7 +197,8 @@ def run(
             print(f"[{result.strategy}] mean AP over generators seen in training: {100 * seen:.2f}")
         print(f"[{result.strategy}] results written to {strategy_folder}")
 
-    run_loop(trainer, labels, config, folder, on_finish=on_finish, resume=not args.restart)
+    learner = PoolLearner(trainer)
+    run_loop(learner, labels, config, folder, on_finish=on_finish, resume=not args.restart)
     report_unreadable([("pool", sources["train"]), ("test", sources["test"])])
     print(f"learning curve and per-iteration history: {folder}")
     return 0

@@ -1,8 +1,11 @@
 """Detector checkpoints: safetensors tensors plus a JSON header in the file's metadata.
 
-The header records arch, weights, preprocessing, dropout, threshold and training options, so a
-checkpoint rebuilds its detector alone. A frozen pretrained backbone is not stored (the head
-only); a randomly initialised or fine-tuned backbone is.
+The header records arch, the exact network (``definition``), weights, preprocessing, dropout,
+threshold and training options, so a checkpoint rebuilds its detector alone. A frozen
+pretrained backbone is not stored (the head only); a randomly initialised or fine-tuned
+backbone is. :func:`load_detector` also takes a bare linear head (``.pth`` or ``.safetensors``,
+e.g. UniversalFakeDetect's ``fc_weights.pth``) and the checkpoints of the original trainers.
+Every way a file can be wrong ends in one :class:`UserError` naming the file.
 """
 
 from __future__ import annotations
@@ -19,10 +22,28 @@ from safetensors.torch import load_file, save_file
 from datagen.errors import UserError
 from datagen.fileio import atomic_path
 from UniversalFakeDetect.models.detector import Detector
-from UniversalFakeDetect.models.registry import build_backbone
+from UniversalFakeDetect.models.registry import (
+    WEIGHT_CHOICES,
+    ArchSpec,
+    build_backbone,
+    legacy_definition,
+    resolve_arch,
+    same_features,
+)
+from UniversalFakeDetect.original_checkpoints import OriginalWeights, split_original_state
 
 HEADER_KEY = "rfd_header"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header names the network's definition (CLIP with QuickGELU)
+LOADED_WEIGHTS = "checkpoint"  # Detector.weights of a backbone whose weights came from a file
+REQUIRED_HEADER = {
+    "arch": str,
+    "weights": str,
+    "fix_backbone": bool,
+    "dropout": (int, float),
+    "stores_backbone": bool,
+    "load_size": int,
+    "crop_size": int,
+}
 
 
 def stores_backbone(detector: Detector) -> bool:
@@ -35,6 +56,7 @@ def detector_header(detector: Detector, **extra: Any) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "arch": detector.arch,
+        "definition": detector.definition,
         "weights": detector.weights,
         "fix_backbone": detector.fix_backbone,
         "dropout": detector.dropout.p,
@@ -44,12 +66,14 @@ def detector_header(detector: Detector, **extra: Any) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(detector: Detector, path: Path, **extra: Any) -> Path:
+def save_checkpoint(
+    detector: Detector, path: Path, *, load_size: int, crop_size: int, **extra: Any
+) -> Path:
     """Write ``detector`` to ``path`` atomically (head only for a frozen pretrained backbone)."""
     state = {k: v.detach().contiguous().cpu() for k, v in detector.state_dict().items()}
     if not stores_backbone(detector):
         state = {k: v for k, v in state.items() if k.startswith("fc.")}
-    header = detector_header(detector, **extra)
+    header = detector_header(detector, load_size=load_size, crop_size=crop_size, **extra)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -57,67 +81,162 @@ def save_checkpoint(detector: Detector, path: Path, **extra: Any) -> Path:
     return path
 
 
-def read_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a checkpoint, or a clear error for a file that is not one."""
+def _safetensors_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"--ckpt {path}: not a safetensors checkpoint ({exc})") from exc
+
+
+def _parse_header(text: str, path: Path) -> dict[str, Any]:
+    """The header's JSON, checked for the keys and types loading needs."""
+    redo = "the file is damaged or was not written by this toolkit: retrain, or restore it"
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--ckpt {path}: its header is not valid JSON ({exc}); {redo}") from exc
+    if not isinstance(header, dict):
+        raise UserError(f"--ckpt {path}: its header is not a JSON object; {redo}")
+    missing = sorted(key for key in REQUIRED_HEADER if key not in header)
+    if missing:
+        raise UserError(f"--ckpt {path}: its header lacks {', '.join(missing)}; {redo}")
+    for key, kind in REQUIRED_HEADER.items():
+        value = header[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"--ckpt {path}: header field {key}={value!r} has a wrong type; {redo}")
+    if header["weights"] not in (*WEIGHT_CHOICES, LOADED_WEIGHTS):
+        raise UserError(f"--ckpt {path}: header field weights={header['weights']!r} is unknown")
+    try:
+        resolve_arch(header["arch"])
+    except UserError as exc:
+        raise UserError(f"--ckpt {path}: {exc}") from exc
+    return header
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The checked JSON header of a checkpoint, or a clear error for a file that is not one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--ckpt {path}: file not found")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"--ckpt {path}: not a safetensors checkpoint ({exc})") from exc
+    metadata = _safetensors_metadata(path)
     if HEADER_KEY not in metadata:
-        raise UserError(f"--ckpt {path}: safetensors file without a detector header")
-    return json.loads(metadata[HEADER_KEY])
+        raise UserError(
+            f"--ckpt {path}: safetensors file without a detector header (a bare linear head "
+            "loads with --arch)"
+        )
+    return _parse_header(metadata[HEADER_KEY], path)
 
 
-def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Detector, dict[str, Any]]:
-    """Rebuild the detector stored in ``path``; returns it (eval mode) with its header."""
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(
+                f"--ckpt {path}: tensor {name} holds NaN or infinite values (training "
+                "diverged?); use an earlier checkpoint, e.g. model_best or model_epoch_N"
+            )
+
+
+def _check_definition(spec: ArchSpec, header: dict[str, Any], path: Path) -> None:
+    recorded = header.get("definition") or legacy_definition(spec.name)
+    if same_features(spec, recorded):
+        return
+    why = ""
+    if spec.source == "open_clip" and recorded.startswith("open_clip:"):
+        why = " (OpenAI's CLIP uses QuickGELU; earlier versions of this toolkit built GELU)"
+    raise UserError(
+        f"--ckpt {path}: made on {recorded}, whose features differ from those of "
+        f"{spec.definition}, the {spec.name} network built now{why}; retrain it (the feature "
+        "cache is rebuilt for the new network automatically)"
+    )
+
+
+def _check_requested(
+    header: dict[str, Any], path: Path, arch: str | None, weights: str | None
+) -> None:
+    if arch is not None and resolve_arch(arch).name != header["arch"]:
+        raise UserError(
+            f"--arch {arch}: contradicts --ckpt {path}, which holds a {header['arch']} detector; "
+            "drop --arch (a checkpoint names its own) or pass a checkpoint of that arch"
+        )
+    if weights is not None and weights != header["weights"]:
+        raise UserError(
+            f"--weights {weights}: contradicts --ckpt {path}, whose backbone weights are "
+            f"{header['weights']}; drop --weights"
+        )
+
+
+def load_checkpoint(
+    path: Path, device: str = "cpu", arch: str | None = None, weights: str | None = None
+) -> tuple[Detector, dict[str, Any]]:
+    """Rebuild the detector stored in ``path``; returns it (eval mode) with its header.
+
+    ``arch``/``weights``, when given, must agree with the header."""
+    path = Path(path)
     header = read_header(path)
+    _check_requested(header, path, arch, weights)
+    spec = resolve_arch(header["arch"])
+    _check_definition(spec, header, path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"--ckpt {path}: cannot read its tensors ({exc})") from exc
+    _check_finite(state, path)
     image_size = header.get("image_size_override")
-    backbone = build_backbone(header["arch"], weights=header["weights"], image_size=image_size)
+    build_weights = "none" if header["weights"] == LOADED_WEIGHTS else header["weights"]
+    backbone = build_backbone(header["arch"], weights=build_weights, image_size=image_size)
     detector = Detector(backbone, dropout=header["dropout"], fix_backbone=header["fix_backbone"])
-    state = load_file(str(path))
-    strict = header["stores_backbone"]
+    detector.weights = header["weights"]
+    _load_state(detector, state, header["stores_backbone"], path)
+    return detector.to(device).eval(), header
+
+
+def _load_state(
+    detector: Detector, state: dict[str, torch.Tensor], with_backbone: bool, path: Path
+) -> None:
     try:
         missing, unexpected = detector.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
         first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        message = f"--ckpt {path}: tensors do not match arch {detector.arch} ({first})"
+        raise UserError(message) from exc
+    if unexpected or (with_backbone and missing) or any(k.startswith("fc.") for k in missing):
         raise UserError(
-            f"--ckpt {path}: tensors do not match arch {header['arch']} ({first})"
-        ) from exc
-    if unexpected or (strict and missing) or any(k.startswith("fc.") for k in missing):
-        raise UserError(
-            f"--ckpt {path}: tensors do not match arch {header['arch']} "
+            f"--ckpt {path}: tensors do not match arch {detector.arch} "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    return detector.to(device).eval(), header
 
 
-def torch_load_untrusted(path: Path) -> dict[str, torch.Tensor]:
-    """Load a ``.pth`` state dict from an untrusted source (tensors only, no pickled code)."""
+def torch_load_untrusted(path: Path) -> object:
+    """Load a ``.pth`` file from an untrusted source (tensors and plain data, no pickled code)."""
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad or unsafe file
         raise UserError(f"{path}: cannot load as a weights-only state dict ({exc})") from exc
 
 
-def load_linear_head(detector: Detector, path: Path) -> Detector:
-    """Load a published linear head (``weight`` [1, width], ``bias`` [1]; ``fc.`` prefixes
-    accepted) from a ``.pth`` (weights only) or ``.safetensors`` file into ``detector``."""
+def read_original_weights(path: Path, spec: ArchSpec | None) -> OriginalWeights:
+    """A bare head (``.pth``/``.pt``/``.bin`` or ``.safetensors``) or an original trainer's
+    checkpoint, split into head and backbone tensors."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    state = load_file(str(path)) if path.suffix == ".safetensors" else torch_load_untrusted(path)
-    if not isinstance(state, dict):
-        raise UserError(f"{path}: expected a state dict with 'weight' and 'bias'")
-    state = {k.removeprefix("fc."): v for k, v in state.items()}
-    weight, bias = state.get("weight"), state.get("bias")
-    if weight is None or bias is None:
-        raise UserError(f"{path}: expected keys 'weight' and 'bias', found {sorted(state)}")
+    if path.suffix == ".safetensors":
+        _safetensors_metadata(path)  # a clear message for a file that is not safetensors
+        obj: object = load_file(str(path))
+    else:
+        obj = torch_load_untrusted(path)
+    weights = split_original_state(obj, spec, str(path))
+    _check_finite(weights.head, path)
+    if weights.backbone is not None:
+        _check_finite(weights.backbone, path)
+    return weights
+
+
+def _put_head(detector: Detector, head: dict[str, torch.Tensor], path: Path) -> Detector:
+    weight, bias = head["weight"], head["bias"]
     if tuple(weight.shape) != (1, detector.width) or tuple(bias.shape) != (1,):
         raise UserError(
             f"{path}: a head of shape {tuple(weight.shape)} does not fit {detector.arch}, whose "
@@ -127,39 +246,79 @@ def load_linear_head(detector: Detector, path: Path) -> Detector:
     return detector
 
 
+def load_linear_head(detector: Detector, path: Path) -> Detector:
+    """Load a published linear head (``weight`` [1, width], ``bias`` [1]; ``fc.`` prefixes
+    accepted) from a ``.pth`` (weights only) or ``.safetensors`` file into ``detector``."""
+    return _put_head(detector, read_original_weights(path, None).head, Path(path))
+
+
+def _is_toolkit_checkpoint(path: Path) -> bool:
+    return path.suffix == ".safetensors" and HEADER_KEY in _safetensors_metadata(path)
+
+
 def load_detector(
     path: Path,
     arch: str | None = None,
-    weights: str = "pretrained",
+    weights: str | None = None,
     crop_size: int = 224,
     device: str = "cpu",
+    seed: int = 0,
 ) -> tuple[Detector, dict[str, Any]]:
-    """A toolkit checkpoint (``.safetensors``), or a published bare linear head (``.pth`` with
-    ``weight``/``bias``, e.g. UniversalFakeDetect's ``fc_weights.pth``) put on ``arch``'s frozen
-    backbone. Returns the detector in eval mode and its header."""
+    """Any detector file, in eval mode, with its header (``seed`` draws a random backbone):
+
+    - a toolkit checkpoint (``.safetensors`` with a header; ``arch``/``weights`` must agree);
+    - a bare linear head (``weight``/``bias``, ``.pth`` or ``.safetensors``, e.g.
+      UniversalFakeDetect's ``fc_weights.pth``) put on ``arch``'s frozen backbone with
+      ``weights`` (pretrained by default);
+    - a checkpoint of the original trainers (``{"model": state_dict, ...}``): a head as above,
+      or a whole model whose backbone weights come from the file.
+    """
     path = Path(path)
-    if path.suffix != ".pth":
-        return load_checkpoint(path, device=device)
+    if not path.is_file():
+        raise UserError(f"--ckpt {path}: file not found")
+    if _is_toolkit_checkpoint(path):
+        return load_checkpoint(path, device=device, arch=arch, weights=weights)
     if arch is None:
         raise UserError(
-            f"--ckpt {path}: a bare linear head needs --arch (CLIP:ViT-L/14 for "
-            "UniversalFakeDetect's fc_weights.pth)"
+            f"--ckpt {path}: a bare linear head or an original UniversalFakeDetect/CS545 "
+            "checkpoint needs --arch (CLIP:ViT-L/14 for UniversalFakeDetect's fc_weights.pth)"
         )
-    image_size = crop_size if weights == "none" else None
-    if weights == "none":
-        print(
-            f"WARNING: {path.name} is a head trained on a pretrained {arch}; on a RANDOM "
-            "backbone (--weights none) its verdicts mean nothing (use this for tests only)",
-            file=sys.stderr,
-        )
-    backbone = build_backbone(arch, weights=weights, image_size=image_size)
-    detector = load_linear_head(Detector(backbone, dropout=0.0, fix_backbone=True), path)
+    spec = resolve_arch(arch)
+    original = read_original_weights(path, spec)
+    if original.backbone is not None:
+        if weights is not None:
+            raise UserError(
+                f"--weights {weights}: --ckpt {path} is a whole saved model, whose backbone "
+                "weights come from the file; drop --weights"
+            )
+        backbone = build_backbone(arch, weights="none")
+        detector = Detector(backbone, dropout=0.0, fix_backbone=True)
+        detector.weights = LOADED_WEIGHTS
+        state = {f"backbone.{k}": v for k, v in original.backbone.items()}
+        state.update({f"fc.{k}": v for k, v in original.head.items()})
+        _load_state(detector, state, with_backbone=True, path=path)
+        image_size = None
+    else:
+        weights = weights or "pretrained"
+        image_size = crop_size if weights == "none" else None
+        if weights == "none":
+            print(
+                f"WARNING: {path.name} is a head trained on a pretrained {arch}; on a RANDOM "
+                "backbone (--weights none) its verdicts mean nothing (use this for tests only)",
+                file=sys.stderr,
+            )
+        if weights == "none":
+            torch.manual_seed(seed)  # the same random backbone for the same seed
+        backbone = build_backbone(arch, weights=weights, image_size=image_size)
+        detector = Detector(backbone, dropout=0.0, fix_backbone=True)
+        _put_head(detector, original.head, path)
     header = {
-        "arch": arch,
-        "weights": weights,
+        "arch": spec.name,
+        "definition": spec.definition,
+        "weights": detector.weights,
         "fix_backbone": True,
         "load_size": 256,
         "crop_size": crop_size,
-        "source": f"linear head {path.name}",
+        "source": f"{'model' if original.backbone is not None else 'linear head'} {path.name}",
     }
     return detector.to(device).eval(), header

@@ -1,7 +1,9 @@
 """Is this image fake? Score images or folders with a trained detector.
 
 Prints, per image, the probability that it is fake and the verdict; --output writes the same as
-JSON or CSV (by the file's suffix). Unreadable files are reported and skipped.
+JSON or CSV (by the file's suffix). A file that cannot be read as an image is named with the
+reason, on stderr and in --output (verdict "unreadable"); files in a folder whose suffix no
+image format has are listed as passed over.
 
     python -m UniversalFakeDetect.detect --ckpt checkpoints/demo_normal/model_best.safetensors \\
         photo.jpg some_folder/ --output verdicts.csv
@@ -49,23 +51,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", type=Path, help="also write the results (.json or .csv)")
     parser.add_argument("--batch_size", type=int, default=32, help="images per batch (32)")
+    parser.add_argument(
+        "--loadSize",
+        "--load_size",
+        dest="load_size",
+        type=int,
+        help="shorter side resized to this before the centre crop (default: the checkpoint's; "
+        "256 for a bare head)",
+    )
+    parser.add_argument(
+        "--cropSize",
+        "--crop_size",
+        dest="crop_size",
+        type=int,
+        help="side of the centre crop (default: the checkpoint's; 224 for a bare head)",
+    )
+    parser.add_argument(
+        "--no_resize",
+        action="store_true",
+        help="UniversalFakeDetect's validation view: centre crop at native size, no resize "
+        "(default: shorter side to the checkpoint's load size, then the centre crop)",
+    )
     parser.add_argument("--gpu_ids", type=options._gpu_ids, default=None, help="-1 for the CPU")
     return parser
 
 
-def collect_images(inputs: Sequence[Path]) -> list[Path]:
-    """Image files named directly, and every image below named folders (sorted)."""
+def collect_images(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Image files named directly, and every image below named folders (sorted); also the
+    files in those folders passed over because no image format has their suffix."""
     images: list[Path] = []
+    passed_over: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            images += list(walk_images(path))
+            images += list(walk_images(path, passed_over))
         elif path.is_file():
             images.append(path)
         else:
             raise UserError(f"{path}: no such file or folder")
     if not images:
-        raise UserError(f"no images found in {', '.join(map(str, inputs))}")
-    return images
+        others = f" (only files of other types: {_names(passed_over)})" if passed_over else ""
+        raise UserError(f"no images found in {', '.join(map(str, inputs))}{others}")
+    return images, passed_over
+
+
+def _names(paths: Sequence[Path], most: int = 5) -> str:
+    shown = ", ".join(str(p) for p in paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
 def _threshold(text: str, header: dict) -> float:
@@ -107,12 +138,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_writable_dir(args.output.parent, flag=f"--output {args.output}: its folder")
     if args.batch_size < 1:
         raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
-    images = collect_images(args.inputs)
+    for flag, size in (("--loadSize", args.load_size), ("--cropSize", args.crop_size)):
+        if size is not None and size < 1:
+            raise UserError(f"{flag} {size}: must be at least 1")
+    images, passed_over = collect_images(args.inputs)
+    if passed_over:
+        print(
+            f"not images (no image format has their suffix), not scored: {_names(passed_over)}",
+            file=sys.stderr,
+        )
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
-    detector, header = load_detector(ckpt, args.arch, args.weights, device=device)
+    detector, header = load_detector(
+        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device
+    )
     threshold = _threshold(args.threshold, header)
-    transform = TransformConfig(header["load_size"], header["crop_size"], flip=False)
+    transform = TransformConfig(
+        args.load_size or header["load_size"],
+        args.crop_size or header["crop_size"],
+        flip=False,
+        resize=not args.no_resize,
+    )
+    if transform.resize and transform.crop_size > transform.load_size:
+        raise UserError(
+            f"--cropSize {transform.crop_size}: larger than --loadSize {transform.load_size}"
+        )
     results: list[dict] = []
     skipped = 0
     for start in range(0, len(images), args.batch_size):
@@ -122,7 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch.append(eval_view(read_image(path), transform))
                 paths.append(path)
             except UnreadableImageError as exc:
-                print(f"skipped: {exc}", file=sys.stderr)
+                print(
+                    f"not scored: {path}: cannot read it as an image ({exc.reason})",
+                    file=sys.stderr,
+                )
+                results.append(
+                    {
+                        "path": str(path),
+                        "prob_fake": None,
+                        "verdict": "unreadable",
+                        "error": exc.reason,
+                    }
+                )
                 skipped += 1
         if not batch:
             continue
@@ -130,17 +191,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             probs = torch.sigmoid(detector(torch.stack(batch).to(device))).cpu().tolist()
         for path, prob in zip(paths, probs, strict=True):
             verdict = "fake" if prob >= threshold else "real"
-            results.append({"path": str(path), "prob_fake": round(prob, 6), "verdict": verdict})
+            results.append(
+                {"path": str(path), "prob_fake": round(prob, 6), "verdict": verdict, "error": None}
+            )
             print(f"{prob:.4f}  {verdict:4s}  {path}")
+    scored = len(results) - skipped
     print(
-        f"{len(results)} images scored with {ckpt} (threshold {threshold:.3f})"
-        + (f", {skipped} unreadable skipped" if skipped else ""),
+        f"{scored} images scored with {ckpt} (threshold {threshold:.3f})"
+        + (f", {skipped} unreadable not scored" if skipped else "")
+        + (f", {len(passed_over)} non-image files passed over" if passed_over else ""),
         file=sys.stderr,
     )
     if args.output is not None and results:
         atomic_write_text(args.output, _render(results, args.output.suffix.lower()))
         print(f"written to {args.output}", file=sys.stderr)
-    return 0 if results else 2
+    return 0 if scored else 2
 
 
 if __name__ == "__main__":

@@ -70,13 +70,15 @@ def default_checkpoints_dir() -> Path:
 def add_bare_head_options(parser: argparse.ArgumentParser) -> None:
     """``--arch``/``--weights`` for a published bare linear head passed as ``--ckpt x.pth``."""
     parser.add_argument(
-        "--arch", help="backbone for a bare .pth head, e.g. CLIP:ViT-L/14 for UFD's fc_weights"
+        "--arch",
+        help="backbone for a bare linear head (.pth or .safetensors) or an original "
+        "UniversalFakeDetect/CS545 checkpoint, e.g. CLIP:ViT-L/14 for UFD's fc_weights.pth; "
+        "a toolkit checkpoint names its own",
     )
     parser.add_argument(
         "--weights",
         choices=WEIGHT_CHOICES,
-        default="pretrained",
-        help="backbone weights for a bare .pth head (pretrained)",
+        help="backbone weights for a bare head (pretrained); a checkpoint names its own",
     )
 
 
@@ -230,9 +232,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cache_views",
         type=int,
-        default=0,
-        help="with --fix_backbone: cached augmented views per training image, one drawn per "
-        "epoch (0: train on the centre view)",
+        help="with --fix_backbone: augmented views cached per training image, one drawn per "
+        "epoch; the backbone runs N+1 times over the train split, once (default 4 when blur, "
+        "JPEG, random crops or flips are on; 0: centre views only, no augmentation)",
     )
     group.add_argument(
         "--no_cache",

@@ -16,11 +16,18 @@ import numpy as np
 import torch
 
 from datagen.errors import UserError
+from datagen.fileio import atomic_write_text
 from datagen.manifest import ManifestRow, read_manifest
 from datagen.readers import rows_from_class_folders
 from UniversalFakeDetect.data.augment import AugmentConfig
 from UniversalFakeDetect.data.data_root import DATA_ROOT_ENV, dataset_image_size, resolve_data_root
-from UniversalFakeDetect.data.datasets import EpochTrainViews, ManifestImageDataset, eval_views
+from UniversalFakeDetect.data.datasets import (
+    EpochTrainViews,
+    ManifestImageDataset,
+    UnreadableImageError,
+    eval_views,
+    read_image,
+)
 from UniversalFakeDetect.data.transforms import TransformConfig
 from UniversalFakeDetect.engine.sources import (
     BatchSource,
@@ -31,7 +38,7 @@ from UniversalFakeDetect.engine.sources import (
 from UniversalFakeDetect.engine.trainer import predict
 from UniversalFakeDetect.evaluation.metrics import EvaluationResult, evaluate_predictions
 from UniversalFakeDetect.evaluation.plots import plot_all
-from UniversalFakeDetect.evaluation.report import format_table, write_report
+from UniversalFakeDetect.evaluation.report import csv_text, format_table, write_report
 from UniversalFakeDetect.features.cache import FeatureCache, Shard
 from UniversalFakeDetect.features.extract import cached_features
 from UniversalFakeDetect.models.detector import Detector
@@ -86,6 +93,57 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         raise UserError(f"--jpg_method {','.join(args.jpg_method)}: {exc}") from exc
 
 
+# Augmented views cached per training image with a frozen backbone (besides the centre view).
+DEFAULT_CACHE_VIEWS = 4
+
+
+def resolve_cache_views(
+    args: argparse.Namespace,
+    explicit: set[str],
+    transform: TransformConfig,
+    augmentation: AugmentConfig,
+) -> str | None:
+    """Set ``args.cache_views`` and return a line saying what it costs or leaves out.
+
+    With a frozen backbone the head trains on cached features, so augmentation exists only as
+    cached views. Unset, it is :data:`DEFAULT_CACHE_VIEWS` whenever the training view varies
+    (blur, JPEG, random crop or flip); an explicit 0 next to explicit blur/JPEG flags is a
+    contradiction and is refused."""
+    if not args.fix_backbone or args.no_cache:
+        args.cache_views = args.cache_views or 0  # images are augmented afresh every epoch
+        return None
+    varies = augmentation.active or transform.flip or transform.crop_size < transform.load_size
+    if args.cache_views is None:
+        args.cache_views = DEFAULT_CACHE_VIEWS if varies else 0
+        if not args.cache_views:
+            return None
+        return (
+            f"frozen backbone: {args.cache_views} augmented views of every training image are "
+            f"cached besides its centre view, one drawn per epoch (the backbone runs "
+            f"{args.cache_views + 1}x over the train split, once; later runs reuse the cache). "
+            "--cache_views 0 trains on centre views only; --no_cache augments afresh every "
+            "epoch but runs the backbone on every batch"
+        )
+    if args.cache_views == 0 and varies:
+        asked = [
+            f"--{name} {getattr(args, name):g}"
+            for name in ("blur_prob", "jpg_prob")
+            if name in explicit and getattr(args, name) > 0
+        ]
+        if asked:
+            raise UserError(
+                f"--cache_views 0 with --fix_backbone trains the head on each image's centre "
+                f"view only, so {' and '.join(asked)} would do nothing: drop --cache_views 0 "
+                f"(cached augmented views, {DEFAULT_CACHE_VIEWS} by default), or pass "
+                "--no_cache (augment every epoch, the backbone runs on every batch)"
+            )
+        return (
+            "--cache_views 0: the head trains on each training image's centre view; blur, "
+            "JPEG, random crops and flips are not used"
+        )
+    return None
+
+
 @dataclass
 class Sources:
     """The batch sources of one run and the rows behind them."""
@@ -121,7 +179,6 @@ def feature_cache(
         augmentation=augmentation,
         extra_views=args.cache_views if train else 0,
         seed=args.seed,
-        backbone_seed=args.seed,
         batch_size=args.batch_size,
         num_workers=args.num_threads,
         strict=args.strict,
@@ -175,8 +232,12 @@ def evaluate_and_report(
     tuned_threshold: float | None,
     training_sources: set[str] | None,
     batch_size: int = 256,
+    root: Path | None = None,
 ) -> EvaluationResult:
-    """Predict, compute per-source metrics, write every result file and plot, print the table."""
+    """Predict, compute per-source metrics, write every result file and plot, print the table.
+
+    Images that could not be read are left out of the metrics and named, with the reason when
+    ``root`` is given, on stderr and in ``unreadable.csv``."""
     probs = predict(detector, source, batch_size)
     keep = np.isfinite(probs)
     kept_rows = [r for r, k in zip(rows, keep, strict=True) if k]
@@ -188,6 +249,29 @@ def evaluate_and_report(
     )
     result.summary["unreadable_images"] = int((~keep).sum())
     folder = write_report(result, folder, kept_rows, probs[keep], info)
+    unreadable = [r for r, k in zip(rows, keep, strict=True) if not k]
+    if unreadable:
+        write_unreadable(unreadable, root, folder)
     plot_all(folder)
     print(format_table(result))
     return result
+
+
+def write_unreadable(rows: Sequence[ManifestRow], root: Path | None, folder: Path) -> None:
+    """Name the images left out as unreadable, with the decoder's reason (read again here:
+    only the failed files are), on stderr (the first ten) and in ``unreadable.csv``."""
+    listed = []
+    for row in rows:
+        reason = "could not be read"
+        if root is not None:
+            try:
+                read_image(Path(root) / row.path)
+                reason = "could not be read during the run"
+            except UnreadableImageError as exc:
+                reason = exc.reason
+        listed.append((row.path, row.source, reason))
+    for path, _, reason in listed[:10]:
+        print(f"not tested: {path}: {reason}", file=sys.stderr)
+    if len(listed) > 10:
+        print(f"... and {len(listed) - 10} more (see unreadable.csv)", file=sys.stderr)
+    atomic_write_text(folder / "unreadable.csv", csv_text(("path", "source", "reason"), listed))

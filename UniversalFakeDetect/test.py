@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     original.add_argument(
         "--gaussian_sigma", type=float, help="test on images blurred with this sigma (before JPEG)"
     )
+    original.add_argument(
+        "--no_resize",
+        action="store_true",
+        help="the original validation view: centre crop of --cropSize at native size, no resize "
+        "(default: shorter side to --loadSize keeping the aspect ratio, then the centre crop)",
+    )
     options.add_data_options(parser)
     options.add_run_options(parser, default_name="")
     parser.set_defaults(batch_size=64)
@@ -68,7 +74,14 @@ def rows_to_evaluate(args: argparse.Namespace) -> tuple[Path, list[ManifestRow],
     if (args.real_path is None) != (args.fake_path is None):
         raise UserError("--real_path and --fake_path go together")
     if args.real_path is not None:
-        root, rows = rows_from_real_fake_folders(args.real_path, args.fake_path, args.split)
+        passed_over: list[Path] = []
+        root, rows = rows_from_real_fake_folders(
+            args.real_path, args.fake_path, args.split, passed_over
+        )
+        if passed_over:
+            shown = ", ".join(str(p) for p in passed_over[:5])
+            more = f" and {len(passed_over) - 5} more" if len(passed_over) > 5 else ""
+            print(f"not images (by suffix), not tested: {shown}{more}", file=sys.stderr)
     else:
         from UniversalFakeDetect.pipeline import load_rows
 
@@ -119,10 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
     detector, header = load_detector(
-        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device
-    )
-    if header.get("backbone_seed") is not None:  # a random frozen backbone's cached features
-        args.seed = int(header["backbone_seed"])  # are keyed by the seed it was drawn from
+        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
+        seed=args.seed,
+    )  # fmt: skip
     if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
         args.data_root = header["data_root"]
     root, rows, rows_to_test = rows_to_evaluate(args)
@@ -130,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_size=args.load_size or header["load_size"],
         crop_size=args.crop_size or header["crop_size"],
         flip=False,
+        resize=not args.no_resize,
     )
     name = args.name or ckpt.parent.name
     ensure_writable_dir(Path(args.result_folder) / name, flag="--result_folder")
@@ -154,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = folder / custom[0]
     threshold = header.get("threshold")
     result = evaluate_and_report(
-        detector, source, rows_to_test, folder, info, threshold, training_sources, args.batch_size
-    )
+        detector, source, rows_to_test, folder, info, threshold, training_sources,
+        args.batch_size, root=root,
+    )  # fmt: skip
     if args.robustness:
         table = {"clean": result}
         for perturbation in PERTURBATIONS:
@@ -177,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 threshold,
                 training_sources,
                 args.batch_size,
+                root=root,
             )
         path = write_robustness(table, folder)
         print(f"robustness table: {path}")

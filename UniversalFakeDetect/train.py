@@ -96,7 +96,7 @@ def validate_args(args: argparse.Namespace) -> None:
         (args.lr > 0, "--lr", "must be positive"),
         (args.earlystop_epoch >= 1, "--earlystop_epoch", "must be at least 1"),
         (args.num_threads >= 0, "--num_threads", "must be 0 or more"),
-        (args.cache_views >= 0, "--cache_views", "must be 0 or more"),
+        (args.cache_views is None or args.cache_views >= 0, "--cache_views", "must be 0 or more"),
         (0 <= args.blur_prob <= 1, "--blur_prob", "must be in [0, 1]"),
         (0 <= args.jpg_prob <= 1, "--jpg_prob", "must be in [0, 1]"),
     ]
@@ -214,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluate_and_report,
         load_rows,
         report_unreadable,
+        resolve_cache_views,
         seed_everything,
         transform_config,
         uses_demo,
@@ -230,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     is_demo = uses_demo(args)
     applied = []
-    if args.use_active_learning and is_demo and args.preset is None:
+    demo_preset = args.preset == "demo" or (is_demo and args.preset is None)
+    if args.use_active_learning and demo_preset:
         applied += al_training.apply_demo_active_learning(args, explicit)
     skip = ("niter", "earlystop_epoch") if args.use_active_learning else ()
     applied += options.apply_defaults(args, is_demo, skip=skip)
@@ -254,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     root, rows = load_rows(args)
     transform = transform_config(args, root)
     augmentation = augment_config(args)
+    views_note = resolve_cache_views(args, explicit, transform, augmentation)
+    if views_note:
+        print(views_note, file=sys.stderr)
     train_rows, holdout_rows = split_holdout(
         select(rows, split="train"), args.holdout_fraction, args.seed
     )
@@ -340,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resume=not args.restart,
         run_key=json.dumps(
             {k: header[k] for k in ("load_size", "crop_size", "backbone_seed", "data_root")}
+            | {"definition": detector.definition}
             | {k: str(getattr(args, k)) for k in RESUME_KEYS},
             sort_keys=True,
         ),
@@ -379,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         info,
         tuned_threshold=threshold,
         training_sources={r.source for r in train_rows},
+        root=root,
     )
     report_unreadable([("train", train_source), ("holdout", holdout_source), ("test", test_source)])
     seen = result.summary.get("mean_ap_seen")

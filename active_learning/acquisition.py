@@ -22,8 +22,17 @@ from scipy.special import entr
 ScoreFunction = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
 
 ALL = "all"  # --acq_func 0: the five plain strategies in turn
-LOG_FLOOR = -100.0  # BCE clamps log(p) here, as torch's BCELoss does
 WEIGHT_FLOOR_SCORE = 0.1  # the 0.1 of the min-max additive normalisation (DESIGN section 6)
+# Scores are "equal up to round-off" when max(s) - m <= SPREAD_ATOL + SPREAD_RTOL * max|s|.
+# The plain scores are float64 functions of probabilities in [0, 1] (entropies, std, vote
+# shares, all <= 1): their round-off is a few float64 ulps of 1 (about 1e-16 per operation,
+# 1e-15 after a mean over T passes), so identical MC passes give spreads of ~1e-16, not 0.
+# A real difference between candidates whose probabilities differ by one float32 step (6e-8)
+# is 1e-8 for std and var ratios; only BALD's second-order 1e-15 falls under the bound, which
+# is below what its difference of two entropies resolves anyway. The relative part keeps the
+# rule scale-free for larger scores (e.g. the loss-weighted ones, up to 2 x 36.7).
+SPREAD_RTOL = 1e-12
+SPREAD_ATOL = 1e-12
 
 
 def _as_probs(probs: np.ndarray) -> np.ndarray:
@@ -41,27 +50,48 @@ def binary_entropy(q: np.ndarray) -> np.ndarray:
     return out
 
 
-def binary_cross_entropy(p: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-sample BCE(p, y) = -y ln p - (1-y) ln(1-p), logs clamped at -100 (as torch)."""
-    p = np.asarray(p, dtype=np.float64)
+def probability_resolution(dtype: np.dtype | type) -> float:
+    """The gap between 1 and the largest ``dtype`` number below 1 (``np.finfo(dtype).epsneg``:
+    2**-24 for float32, 2**-53 for float64; non-float dtypes count as float64)."""
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float64)
+    return float(np.finfo(dtype).epsneg)
+
+
+def binary_cross_entropy(p: np.ndarray, labels: np.ndarray, eps: float | None = None) -> np.ndarray:
+    """Per-sample BCE(p, y) = -y ln p - (1-y) ln(1-p), with p clipped into [eps, 1 - eps].
+
+    ``eps`` defaults to :func:`probability_resolution` of ``p``'s dtype, so 1 - eps is the
+    largest probability below 1 that dtype holds: a probability that rounded to exactly 1.0
+    (or 0.0) scores what its nearest representable neighbour scores, -ln(eps) (16.6 for
+    float32, 36.7 for float64), for both classes alike. The loss is thus continuous across
+    saturation and non-decreasing in the probability given to the wrong class (no jump to
+    the 100 of torch's log clamp); inside [eps, 1 - eps] it is the exact BCE.
+    """
+    p = np.asarray(p)
+    if eps is None:
+        eps = probability_resolution(p.dtype)
+    q = np.clip(p.astype(np.float64), eps, 1.0 - eps)
     y = np.asarray(labels, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        log_p = np.maximum(np.log(p), LOG_FLOOR)
-        log_q = np.maximum(np.log1p(-p), LOG_FLOOR)
-    return -(y * log_p + (1 - y) * log_q)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
 
 
 def minmax_additive_norm(scores: np.ndarray) -> np.ndarray:
     """w = (s - m) / (max(s) - m) + 1 with m = min(min(s), 0.1): weights in [1, 2].
 
-    Where max(s) == m (all scores equal and <= 0.1, e.g. uniform's zeros) every w is 1.
+    Every w is exactly 1 when the spread max(s) - m is round-off, i.e. at most
+    ``SPREAD_ATOL + SPREAD_RTOL * max|s|`` (both 1e-12): all scores equal (e.g. uniform's
+    zeros) or differing only by float error (identical MC passes) and <= 0.1. Equal scores
+    above 0.1 keep the formula's w = 2 (their spread from m = 0.1 is real).
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0:
         return s.copy()
-    m = min(float(s.min()), WEIGHT_FLOOR_SCORE)
-    span = float(s.max()) - m
-    if span <= 0:
+    low, high = float(s.min()), float(s.max())
+    m = min(low, WEIGHT_FLOOR_SCORE)
+    span = high - m
+    if span <= SPREAD_ATOL + SPREAD_RTOL * max(abs(low), abs(high)):
         return np.ones_like(s)
     return (s - m) / span + 1.0
 
@@ -114,11 +144,12 @@ def _loss_weighted(plain: ScoreFunction, name: str) -> ScoreFunction:
                 f"{name} needs the labels of the candidates (true labels: simulation only); "
                 "use label_free=True to score with the predicted labels"
             )
+        eps = probability_resolution(np.asarray(probs).dtype)  # of the passes, not the mean
         probs = _as_probs(probs)
         labels = np.asarray(labels)
         if labels.shape != (probs.shape[1],):
             raise ValueError(f"labels must have shape ({probs.shape[1]},), got {labels.shape}")
-        loss = binary_cross_entropy(probs.mean(axis=0), labels)
+        loss = binary_cross_entropy(probs.mean(axis=0), labels, eps=eps)
         return loss * minmax_additive_norm(plain(probs, None))
 
     score_fn.__name__ = name

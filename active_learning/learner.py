@@ -11,6 +11,12 @@ Determinism contract (resuming relies on it): every random choice inside ``reset
 ``train_epoch`` and ``mc_probabilities`` comes from the ``seed`` argument, and ``state_dict``
 captures everything else that changes (weights, optimiser state, learning rate), so
 ``load_state_dict(state_dict())`` followed by the same calls gives the same results.
+
+Unreadable pool items: a learner whose data may hold items it cannot use (an image that does
+not decode, NaN cached features) also implements :class:`ReportsUnreadable`. The loop then
+leaves those items out of the pool before drawing the initial set and before every MC-dropout
+pass and scoring, counts them in the results, and never labels them. Without it, every pool
+item must be readable: non-finite MC-dropout probabilities stop the loop with an error.
 """
 
 from __future__ import annotations
@@ -52,3 +58,12 @@ class Learner(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""
+
+
+@runtime_checkable
+class ReportsUnreadable(Protocol):
+    """Optional learner method: which pool items the learner cannot read."""
+
+    def unreadable_items(self, indices: np.ndarray) -> np.ndarray:
+        """A bool mask over pool items ``indices``: True where the item cannot be read (and so
+        can be neither trained on nor scored). Must be deterministic for a given dataset."""

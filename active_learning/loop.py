@@ -7,6 +7,11 @@
    ``balance_acquisition``), add them (weight w^3 with ``use_weighted_loss``, else 1), train
    ``niter`` epochs on everything labelled, validate.
 
+Unreadable pool items (a learner implementing :class:`~active_learning.learner.ReportsUnreadable`
+says which): never drawn into the initial set (an unreadable draw is replaced by another of its
+class), never MC-dropout passed, scored or queried; they are counted in every record and in the
+results (``unreadable_pool_images``), and kept in the state file.
+
 A training round (2, or the training of one iteration) validates after every epoch when early
 stopping is on (``earlystop_epoch`` > 0): an epoch improves if its ``al_earlystop_metric``
 beats the round's best by ``earlystop_delta``; after ``earlystop_epoch`` epochs without
@@ -30,10 +35,10 @@ import copy
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +46,7 @@ import torch
 from active_learning.acquisition import ALL, Acquisition, get_acquisition, predicted_labels, score
 from active_learning.atomic import atomic_write
 from active_learning.config import ALConfig, ConfigError
-from active_learning.learner import Learner
+from active_learning.learner import Learner, ReportsUnreadable
 from active_learning.results import IterationRecord, write_results
 from active_learning.selection import candidate_indices, select_query
 from active_learning.weighted_loss import decay_weights, query_weights
@@ -52,6 +57,9 @@ RESUMABLE_CHANGES = {"al_iter", "use_active_learning", "preset"}  # may differ o
 
 IterationHook = Callable[[IterationRecord, Learner], "dict[str, Any] | None"]
 Log = Callable[[str], None]
+UnreadableCheck = Callable[[np.ndarray], np.ndarray]  # pool indices -> bool mask (unreadable)
+NO_INDICES = np.zeros(0, dtype=np.int64)
+NO_INDICES.setflags(write=False)  # shared: never to be filled in
 
 
 class Purpose(IntEnum):
@@ -85,11 +93,39 @@ class LoopResult:
     history: list[dict[str, Any]]
     state_path: Path | None
     results_json: Path | None
+    unreadable: np.ndarray = field(default_factory=lambda: NO_INDICES.copy())  # left out
 
 
-def initial_indices(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """``per_class`` pool indices of every class (0 then 1), without replacement."""
-    chosen = []
+def unreadable_check(learner: Learner) -> UnreadableCheck | None:
+    """The learner's ``unreadable_items`` (shape-checked), or None if it has none."""
+    if not isinstance(learner, ReportsUnreadable):
+        return None
+
+    def check(indices: np.ndarray) -> np.ndarray:
+        mask = np.asarray(learner.unreadable_items(indices), dtype=bool)
+        if mask.shape != (len(indices),):
+            raise ValueError(
+                f"unreadable_items returned shape {mask.shape} for {len(indices)} indices"
+            )
+        return mask
+
+    return check
+
+
+def draw_initial_set(
+    labels: np.ndarray,
+    per_class: int,
+    rng: np.random.Generator,
+    unreadable: UnreadableCheck | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` readable pool indices of every class (0 then 1), without replacement, and
+    the (sorted) unreadable ones met on the way.
+
+    Without unreadable items the draw is ``rng.choice(members, per_class)`` per class; each
+    unreadable draw is replaced by a further draw (same ``rng``) among the class's remaining
+    members, so the result depends only on the seed and the data.
+    """
+    chosen, bad = [], []
     for value in (0, 1):
         members = np.flatnonzero(labels == value)
         if members.size < per_class:
@@ -97,8 +133,34 @@ def initial_indices(labels: np.ndarray, per_class: int, rng: np.random.Generator
                 f"--num_samples_per_class {per_class}: the pool has only {members.size} "
                 f"images of class {value}"
             )
-        chosen.append(np.sort(rng.choice(members, size=per_class, replace=False)))
-    return np.concatenate(chosen).astype(np.int64)
+        left = np.ones(members.size, dtype=bool)  # members not drawn yet
+        picked: list[np.ndarray] = []
+        need, class_bad = per_class, 0
+        while need > 0:
+            if left.sum() < need:
+                raise ConfigError(
+                    f"--num_samples_per_class {per_class}: the pool has only "
+                    f"{members.size - class_bad} readable images of class {value} "
+                    f"({class_bad} unreadable left out)"
+                )
+            positions = rng.choice(np.flatnonzero(left), size=need, replace=False)
+            left[positions] = False
+            draw = members[positions]
+            if unreadable is not None:
+                mask = unreadable(draw)
+                bad.append(draw[mask])
+                class_bad += int(mask.sum())
+                draw = draw[~mask]
+            picked.append(draw)
+            need -= draw.size
+        chosen.append(np.sort(np.concatenate(picked)))
+    found = np.sort(np.concatenate(bad)) if bad else NO_INDICES
+    return np.concatenate(chosen).astype(np.int64), found.astype(np.int64)
+
+
+def initial_indices(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """``per_class`` pool indices of every class (0 then 1), without replacement."""
+    return draw_initial_set(labels, per_class, rng)[0]
 
 
 def _plain(value: Any) -> Any:
@@ -186,6 +248,15 @@ def train_round(
     return outcome, weights
 
 
+class Query(NamedTuple):
+    """One query: the chosen pool indices and their scores (best first), and the candidates
+    found unreadable and left out before scoring (sorted)."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    unreadable: np.ndarray
+
+
 def query(
     learner: Learner,
     labels: np.ndarray,
@@ -193,12 +264,24 @@ def query(
     config: ALConfig,
     acquisition: Acquisition,
     iteration: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pool indices of the next query and their scores (best first)."""
+    excluded: np.ndarray | None = None,
+) -> Query:
+    """The next query. Candidates: the unlabelled pool (or its subsample) minus ``excluded``
+    (pool items already known unreadable), minus those the learner reports unreadable now
+    (:class:`~active_learning.learner.ReportsUnreadable`), before any MC-dropout pass. Raises
+    ValueError if a remaining candidate gets a non-finite probability."""
     subsample_rng = _rng(config.seed, Purpose.SUBSAMPLE, iteration)
-    candidates = candidate_indices(labels.size, labelled, config.subsample_size, subsample_rng)
+    taken = labelled
+    if excluded is not None and len(excluded):
+        taken = np.concatenate([labelled, np.asarray(excluded, dtype=np.int64)])
+    candidates = candidate_indices(labels.size, taken, config.subsample_size, subsample_rng)
+    found = NO_INDICES
+    check = unreadable_check(learner)
+    if check is not None and candidates.size:
+        bad = check(candidates)
+        found, candidates = candidates[bad], candidates[~bad]
     if candidates.size == 0:
-        return candidates, np.zeros(0)
+        return Query(candidates, np.zeros(0), found)
     predicted_needed = config.label_free and (
         config.balance_acquisition or acquisition.needs_labels
     )
@@ -208,6 +291,14 @@ def query(
         expected = (config.dropout_iter, candidates.size)
         if probs.shape != expected:
             raise ValueError(f"mc_probabilities returned shape {probs.shape}, not {expected}")
+        broken = ~np.isfinite(probs).all(axis=0)
+        if broken.any():
+            raise ValueError(
+                f"mc_probabilities returned non-finite probabilities for {int(broken.sum())} of "
+                f"{candidates.size} candidates (pool items {candidates[broken][:5].tolist()}); "
+                "a learner that cannot read some pool items must say so with unreadable_items "
+                "(active_learning.learner.ReportsUnreadable)"
+            )
     else:
         probs = np.zeros((0, candidates.size))
     reads_labels = acquisition.needs_labels and not config.label_free  # simulation only
@@ -217,7 +308,10 @@ def query(
     if config.balance_acquisition:
         classes = predicted_labels(probs) if config.label_free else labels[candidates]
     rng = _rng(config.seed, Purpose.SELECT, iteration)
-    return select_query(candidates, scores, config.query, rng, classes=classes, labelled=labelled)
+    chosen, chosen_scores = select_query(
+        candidates, scores, config.query, rng, classes=classes, labelled=labelled
+    )
+    return Query(chosen, chosen_scores, found)
 
 
 @dataclass
@@ -229,6 +323,7 @@ class _Progress:
     history: list[dict[str, Any]]
     base_lr: float
     next_iteration: int
+    excluded: np.ndarray  # unreadable pool items left out (sorted)
 
 
 class _StateFile:
@@ -249,6 +344,7 @@ class _StateFile:
             history=list(saved["history"]),
             base_lr=float(saved["base_lr"]),
             next_iteration=int(saved["iteration"]) + 1,
+            excluded=saved.get("excluded", torch.zeros(0)).numpy().astype(np.int64),
         )
 
     def save(self, progress: _Progress, iteration: int, learner: Learner) -> None:
@@ -262,6 +358,7 @@ class _StateFile:
             "weights": torch.from_numpy(progress.weights.copy()),
             "history": progress.history,
             "base_lr": progress.base_lr,
+            "excluded": torch.from_numpy(progress.excluded.copy()),
             "learner": learner.state_dict(),
         }
         atomic_write(self.path, lambda handle: torch.save(state, handle))
@@ -286,8 +383,10 @@ class _StateFile:
 def _start(learner: Learner, labels: np.ndarray, config: ALConfig) -> _Progress:
     learner.reset(derive_seed(config.seed, Purpose.RESET))
     initial_rng = _rng(config.seed, Purpose.INITIAL_SET)
-    labelled = initial_indices(labels, config.num_samples_per_class, initial_rng)
-    return _Progress(labelled, np.ones(labelled.size), [], float(learner.lr), 0)
+    labelled, unreadable = draw_initial_set(
+        labels, config.num_samples_per_class, initial_rng, unreadable_check(learner)
+    )
+    return _Progress(labelled, np.ones(labelled.size), [], float(learner.lr), 0, unreadable)
 
 
 def run_active_learning(
@@ -329,6 +428,8 @@ def run_active_learning(
         )
     else:
         progress = _start(learner, labels, config)
+        if progress.excluded.size:
+            say(f"[{strategy}] {progress.excluded.size} unreadable pool images left out")
     results_json = None
     if config.simulation_only and progress.next_iteration == 0:
         say(f"[{strategy}] simulation only: " + "; ".join(config.true_label_uses))
@@ -337,10 +438,19 @@ def run_active_learning(
         query_seconds, new = 0.0, np.zeros(0, dtype=np.int64)
         if iteration > 0:
             start = time.perf_counter()
-            new, new_scores = query(
-                learner, labels, progress.labelled, config, acquisition, iteration
+            new, new_scores, unreadable = query(
+                learner,
+                labels,
+                progress.labelled,
+                config,
+                acquisition,
+                iteration,
+                progress.excluded,
             )
             query_seconds = time.perf_counter() - start
+            if unreadable.size:
+                progress.excluded = np.union1d(progress.excluded, unreadable).astype(np.int64)
+                say(f"[{strategy}] {unreadable.size} more unreadable pool images left out")
             if new.size == 0:
                 say(f"[{strategy}] the pool is exhausted after iteration {iteration - 1}")
                 break
@@ -357,22 +467,34 @@ def run_active_learning(
             progress.base_lr,
             iteration,
         )
-        record = _record(iteration, labels[progress.labelled], new.size, query_seconds, outcome)
+        record = _record(
+            iteration,
+            labels[progress.labelled],
+            new.size,
+            query_seconds,
+            outcome,
+            progress.excluded.size,
+        )
         if on_iteration is not None:
             record.extra.update(_plain(on_iteration(record, learner) or {}))
         progress.history.append(_plain(record.to_dict()))
         progress.next_iteration = iteration + 1
         if state is not None:
             state.save(progress, iteration, learner)
-            results_json = write_results(Path(out_dir), strategy, config, progress.history)
+            results_json = write_results(
+                Path(out_dir), strategy, config, progress.history, progress.excluded
+            )
+        left_out = f", {record.unreadable} unreadable left out" if record.unreadable else ""
         say(
             f"[{strategy}] iteration {iteration}/{config.al_iter}: {record.labelled} labelled "
-            f"({record.labelled_real} real, {record.labelled_fake} fake), val acc "
+            f"({record.labelled_real} real, {record.labelled_fake} fake{left_out}), val acc "
             f"{record.val_acc:.4f} AP {record.val_ap:.4f}, query {query_seconds:.2f} s, "
             f"train {outcome.seconds:.2f} s ({outcome.epochs} epochs)"
         )
     if out_dir is not None and results_json is None and progress.history:  # nothing left to run
-        results_json = write_results(Path(out_dir), strategy, config, progress.history)
+        results_json = write_results(
+            Path(out_dir), strategy, config, progress.history, progress.excluded
+        )
     return LoopResult(
         strategy,
         progress.labelled,
@@ -380,6 +502,7 @@ def run_active_learning(
         progress.history,
         None if state is None else state.path,
         results_json,
+        progress.excluded,
     )
 
 
@@ -389,8 +512,10 @@ def _record(
     queried: int,
     query_seconds: float,
     outcome: RoundOutcome,
+    unreadable: int = 0,
 ) -> IterationRecord:
-    """The history entry of one iteration (``labelled_labels``: labels of the labelled set)."""
+    """The history entry of one iteration (``labelled_labels``: labels of the labelled set;
+    ``unreadable``: pool items left out so far)."""
     fake = int(labelled_labels.sum())
     return IterationRecord(
         iteration=iteration,
@@ -405,5 +530,6 @@ def _record(
         epochs=outcome.epochs,
         lr_drops=outcome.lr_drops,
         train_loss=outcome.loss,
+        unreadable=int(unreadable),
         validation=outcome.validation,
     )

@@ -1,8 +1,9 @@
 """Results of a run: per-iteration JSON and CSV, and plots drawn from the saved JSON.
 
-``<out>/al_results.json``: the run (strategy, config, whether true labels were read), one record
-per iteration (labelled count, per-class counts, validation acc and AP, query and training
-seconds, ...) and the final record. ``<out>/al_history.csv``: the records as rows.
+``<out>/al_results.json``: the run (strategy, config, whether true labels were read, the
+unreadable pool images left out), one record per iteration (labelled count, per-class counts,
+validation acc and AP, query and training seconds, unreadable pool images found so far, ...)
+and the final record. ``<out>/al_history.csv``: the records as rows.
 ``<out>/learning_curve.png``: validation AP (and accuracy) against labelled images.
 A comparison of several runs (:func:`plot_comparison`) draws them on one plot with the uniform
 baseline dashed. Label 0 is real, 1 is fake.
@@ -45,6 +46,7 @@ class IterationRecord:
     epochs: int
     lr_drops: int
     train_loss: float | None
+    unreadable: int = 0  # unreadable pool items left out so far
     validation: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,15 +67,23 @@ CSV_COLUMNS = [
     "epochs",
     "lr_drops",
     "train_loss",
+    "unreadable",
 ]
 
 
-def run_summary(strategy: str, config: ALConfig, history: Sequence[dict[str, Any]]) -> dict:
-    """The JSON document of one run."""
+def run_summary(
+    strategy: str,
+    config: ALConfig,
+    history: Sequence[dict[str, Any]],
+    unreadable: Sequence[int] = (),
+) -> dict:
+    """The JSON document of one run; ``unreadable``: pool indices left out as unreadable."""
     uses = config.true_label_uses
     return {
         "strategy": strategy,
         "config": {**config.to_dict(), "acq_func": strategy},
+        "unreadable_pool_images": len(unreadable),
+        "unreadable_pool_indices": sorted(int(i) for i in unreadable),
         "label_free": config.label_free,
         "simulation_only": bool(uses),
         "true_label_uses": uses,
@@ -103,7 +113,7 @@ def history_csv(history: Sequence[dict[str, Any]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS + extras)
     for record in history:
-        row = [_cell(record[c]) for c in CSV_COLUMNS]
+        row = [_cell(record.get(c)) for c in CSV_COLUMNS]
         row += [_cell(record.get("extra", {}).get(k)) for k in extras]
         writer.writerow(row)
     return buffer.getvalue()
@@ -118,12 +128,18 @@ def _cell(value: Any) -> str:
 
 
 def write_results(
-    out_dir: Path, strategy: str, config: ALConfig, history: Sequence[dict[str, Any]]
+    out_dir: Path,
+    strategy: str,
+    config: ALConfig,
+    history: Sequence[dict[str, Any]],
+    unreadable: Sequence[int] = (),
 ) -> Path:
-    """Write the JSON, the CSV and the learning curve of one run; return the JSON's path."""
+    """Write the JSON, the CSV and the learning curve of one run; return the JSON's path.
+
+    ``unreadable``: pool indices left out as unreadable (counted and listed in the JSON)."""
     out_dir = Path(out_dir)
     json_path = out_dir / RESULTS_JSON
-    atomic_write_json(json_path, run_summary(strategy, config, history))
+    atomic_write_json(json_path, run_summary(strategy, config, history, unreadable))
     atomic_write_text(out_dir / HISTORY_CSV, history_csv(history))
     plot_learning_curve(json_path, out_dir / CURVE_PNG)
     return json_path

@@ -17,7 +17,19 @@ from datagen.errors import UserError
 from datagen.families import infer_family
 from datagen.manifest import FAKE, REAL, SPLITS, ManifestError, ManifestRow
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+def _pillow_suffixes() -> frozenset[str]:
+    """Every file suffix of a format this Pillow can open (its own registry)."""
+    from PIL import Image
+
+    return frozenset(
+        suffix.lower()
+        for suffix, image_format in Image.registered_extensions().items()
+        if image_format in Image.OPEN
+    )
+
+
+IMAGE_SUFFIXES = _pillow_suffixes()
 CLASS_FOLDERS = {"0_real": REAL, "1_fake": FAKE}
 # The source of a generator folder's real images: ``progan`` -> ``progan-real``.
 REAL_SOURCE_SUFFIX = "-real"
@@ -26,14 +38,16 @@ ORIGINAL_CSV_LABELS = {"0": FAKE, "1": REAL}
 
 
 def is_image_file(path: Path) -> bool:
-    """True for a file whose last suffix is a known image type (any number of dots in the name)."""
+    """True for a file whose last suffix is of a format Pillow opens (any number of dots in
+    the name); hidden files are not images."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def walk_images(folder: Path) -> Iterator[Path]:
+def walk_images(folder: Path, passed_over: list[Path] | None = None) -> Iterator[Path]:
     """All image files under ``folder``, in sorted order (independent of ``os.listdir`` order).
 
-    Hidden folders (``.cache``, ``.git``...) are skipped, like hidden files.
+    Hidden folders (``.cache``, ``.git``...) are skipped, like hidden files. Other files that
+    are not images (by suffix) are appended to ``passed_over`` when it is given.
     """
     for current, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -41,6 +55,8 @@ def walk_images(folder: Path) -> Iterator[Path]:
             path = Path(current) / name
             if is_image_file(path):
                 yield path
+            elif passed_over is not None and not name.startswith("."):
+                passed_over.append(path)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -101,12 +117,13 @@ def rows_from_class_folders(
 
 
 def rows_from_real_fake_folders(
-    real: Path, fake: Path, split: str = "val"
+    real: Path, fake: Path, split: str = "val", passed_over: list[Path] | None = None
 ) -> tuple[Path, list[ManifestRow]]:
     """UniversalFakeDetect's ``--real_path``/``--fake_path``: every image below each folder.
 
     Returns the common root and the rows. The source is the folder's name (its parent's for a
-    ``0_real``/``1_fake`` folder); the reals' source gets ``-real`` appended.
+    ``0_real``/``1_fake`` folder); the reals' source gets ``-real`` appended. Files that are not
+    images (by suffix) are appended to ``passed_over`` when given.
     """
     folders = {"--real_path": Path(real), "--fake_path": Path(fake)}
     for flag, folder in folders.items():
@@ -118,7 +135,7 @@ def rows_from_real_fake_folders(
         name = Path(os.path.abspath(folder))
         base = name.parent.name if name.name in CLASS_FOLDERS else name.name
         source = base + REAL_SOURCE_SUFFIX if label == REAL else base
-        images = list(walk_images(folder))
+        images = list(walk_images(folder, passed_over))
         if not images:
             raise UserError(f"{flag} {folder}: no images there")
         rows += [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from datagen.errors import UserError
@@ -24,18 +24,24 @@ ViewFn = Callable[[Image.Image, int], torch.Tensor]
 
 
 class UnreadableImageError(UserError):
-    """An image that cannot be decoded (corrupt, truncated, not an image)."""
+    """An image that cannot be decoded (corrupt, truncated, not an image); ``reason`` says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path}: cannot read image ({reason}); fix or remove it from the manifest, "
+            "or run without --strict to skip unreadable images"
+        )
+        self.path = path
+        self.reason = reason
 
 
 def read_image(path: Path) -> Image.Image:
-    """Decode ``path`` fully as RGB or raise :class:`UnreadableImageError` naming it."""
+    """Decode ``path`` fully as 8-bit RGB or raise :class:`UnreadableImageError` naming it."""
     try:
         return load_rgb(str(path))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise UnreadableImageError(
-            f"{path}: cannot read image ({exc}); fix or remove it from the manifest, "
-            "or run without --strict to skip unreadable images"
-        ) from exc
+    except Exception as exc:  # a damaged file can fail anywhere in a decoder: it is unreadable
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise UnreadableImageError(Path(path), reason) from exc
 
 
 class ManifestImageDataset(Dataset):

@@ -15,18 +15,23 @@ from UniversalFakeDetect.data.augment import AugmentConfig, augment
 
 @dataclass(frozen=True)
 class TransformConfig:
-    """``load_size``: images are resized to this square first (if not already that size);
-    ``crop_size``: then cropped to this (random in training, centred in testing)."""
+    """``load_size``: the shorter side is resized to this first, keeping the aspect ratio (as
+    UniversalFakeDetect's ``Resize(loadSize)``); ``crop_size``: then a square of this side is
+    cropped (random in training, centred in testing). ``resize=False`` is the original's
+    validation view: a centre crop at native size, no resize (zero-padded where the image is
+    smaller than the crop, as torchvision's ``CenterCrop``)."""
 
     load_size: int = 256
     crop_size: int = 224
     flip: bool = True
+    resize: bool = True
 
 
 def _resize(image: Image.Image, size: int) -> Image.Image:
-    if image.size == (size, size):
+    """The shorter side to ``size``, the longer in proportion (torchvision's rounding down)."""
+    if min(image.size) == size:
         return image
-    return image.resize((size, size), Image.Resampling.BILINEAR)
+    return TF.resize(image, size, interpolation=TF.InterpolationMode.BILINEAR)
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -39,28 +44,54 @@ def train_view(
     transform: TransformConfig,
     augmentation: AugmentConfig | None = None,
 ) -> torch.Tensor:
-    """A random training view in [0, 1], [3, crop, crop]."""
+    """A random training view in [0, 1], [3, crop, crop]: resize, augment, crop, flip."""
     image = _resize(image.convert("RGB"), transform.load_size)
     if augmentation is not None:
         image = augment(image, rng, augmentation)
-    limit = transform.load_size - transform.crop_size
-    top, left = int(rng.integers(limit + 1)), int(rng.integers(limit + 1))
-    image = image.crop((left, top, left + transform.crop_size, top + transform.crop_size))
+    crop = transform.crop_size
+    top = int(rng.integers(image.height - crop + 1))
+    left = int(rng.integers(image.width - crop + 1))
+    image = image.crop((left, top, left + crop, top + crop))
     if transform.flip and rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return _to_tensor(image)
 
 
 def eval_view(image: Image.Image, transform: TransformConfig) -> torch.Tensor:
-    """The deterministic test view in [0, 1], [3, crop, crop]."""
-    image = _resize(image.convert("RGB"), transform.load_size)
-    offset = (transform.load_size - transform.crop_size) // 2
-    image = image.crop((offset, offset, offset + transform.crop_size, offset + transform.crop_size))
+    """The deterministic test view in [0, 1], [3, crop, crop]: resize (unless
+    ``transform.resize`` is off), then the centre crop."""
+    image = image.convert("RGB")
+    if transform.resize:
+        image = _resize(image, transform.load_size)
+    image = TF.center_crop(image, [transform.crop_size, transform.crop_size])
     return _to_tensor(image)
 
 
+_HIGH_BIT_GRAY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB showing the same picture, high bit depths included.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit grayscale (PNG, TIFF: modes ``I;16*``/``I``)
+    to 255, a white square; those are scaled by 255/65535 instead, so a 16-bit image stored as
+    ``v * 257`` decodes to the 8-bit ``v``. Float images (``F``) are taken as [0, 1] when their
+    values lie there, else as [0, 255]. 16-bit RGB(A) files already open as 8-bit in Pillow.
+    """
+    if image.mode in _HIGH_BIT_GRAY:
+        array = np.asarray(image).astype(np.float64) * (255.0 / _HIGH_BIT_GRAY[image.mode])
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        if np.nanmax(array, initial=0.0) <= 1.0:
+            array = array * 255.0
+    else:
+        return image.convert("RGB")
+    gray = np.clip(np.rint(np.nan_to_num(array)), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")
+
+
 def load_rgb(path: str) -> Image.Image:
-    """Open an image as RGB, fully decoded (so truncated files fail here, not later)."""
+    """Open an image as 8-bit RGB, fully decoded (so truncated files fail here, not later)."""
     with Image.open(path) as image:
         image.load()
-        return image.convert("RGB")
+        return to_rgb8(image)

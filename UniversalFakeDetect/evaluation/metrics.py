@@ -3,7 +3,7 @@
 Accuracy per source (real accuracy for real sources, fake accuracy for fake ones: the paper's
 tables); per generator, AP and ROC-AUC of that generator's fakes against *all* real images of
 the evaluated set (AP of a single-class subset is meaningless); means over generators;
-calibration (expected calibration error).
+calibration (top-label expected calibration error, 15 equal-width bins over [0, 1]).
 """
 
 from __future__ import annotations
@@ -40,42 +40,86 @@ class EvaluationResult:
     summary: dict[str, float | int | None] = field(default_factory=dict)
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
-    """ECE with equal-width bins over the probability of fake: sum_b |B|/N * |acc_b - conf_b|.
+ECE_BINS = 15
+"""Bins of the expected calibration error: equal-width over [0, 1], as in Guo et al. (2017)."""
 
-    Confidence and accuracy are those of the predicted class.
+_EDGE_MARGIN = 1e-6
+"""How far below the lowest / above the highest score the 'all fake' / 'all real' threshold is."""
+
+
+def expected_calibration_error(
+    labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """Top-label expected calibration error (Guo et al. 2017) of probabilities of fake.
+
+    Each image is predicted fake when ``p >= 0.5`` and real otherwise; its confidence is the
+    probability of the predicted class, ``max(p, 1 - p)``, and it is correct when the prediction
+    equals its label. Confidences go into ``bins`` equal-width bins over [0, 1]: bin ``m`` holds
+    ``m / bins < c <= (m + 1) / bins``, the first bin also ``c = 0``. Then
+    ``ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|`` with ``acc`` the fraction correct and
+    ``conf`` the mean confidence of bin ``m``; empty bins add nothing. As ``c >= 0.5``, only the
+    upper bins fill (with 15 bins, those from (7/15, 8/15] up). Returns NaN for no images.
     """
-    labels = np.asarray(labels)
-    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels).ravel()
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if labels.shape != probs.shape:
+        raise ValueError(f"{labels.size} labels but {probs.size} probabilities")
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, not {bins}")
+    if not ((probs >= 0.0) & (probs <= 1.0)).all():
+        raise ValueError("probabilities must lie in [0, 1]")
+    if probs.size == 0:
+        return float("nan")
     predicted = (probs >= 0.5).astype(int)
     confidence = np.where(predicted == 1, probs, 1.0 - probs)
     correct = (predicted == labels).astype(np.float64)
-    edges = np.linspace(0.5, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
+    edges = np.arange(bins + 1) / bins
+    # side="left": a confidence equal to an upper edge belongs to the bin below it, (lo, hi]
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    gap = np.bincount(index, weights=correct, minlength=bins) - np.bincount(
+        index, weights=confidence, minlength=bins
+    )
+    return float(np.abs(gap).sum() / probs.size)
 
 
 def best_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    """The threshold on P(fake) that maximises accuracy (midpoint between sorted scores)."""
-    labels = np.asarray(labels)
-    probs = np.asarray(probs, dtype=np.float64)
-    order = np.argsort(probs)
-    sorted_probs, sorted_labels = probs[order], labels[order]
-    # threshold between position i-1 and i: predict fake for positions >= i
-    fakes_above = np.concatenate([np.cumsum(sorted_labels[::-1])[::-1], [0]])
-    reals_below = np.concatenate([[0], np.cumsum(1 - sorted_labels)])
-    correct = fakes_above + reals_below
-    best = int(np.argmax(correct))
-    if best == 0:
-        return float(sorted_probs[0] - 1e-6)
-    if best == len(sorted_probs):
-        return float(sorted_probs[-1] + 1e-6)
-    return float((sorted_probs[best - 1] + sorted_probs[best]) / 2)
+    """The threshold on P(fake) of highest accuracy, images being called fake when ``p >= t``.
+
+    Every cut between two neighbouring distinct scores is tried, plus 'all fake' and 'all real';
+    equal scores always fall on the same side, so applying the result with ``p >= t`` gives
+    exactly the best accuracy any threshold reaches. The threshold is midway between the two
+    distinct scores around the best cut (the higher score where the two are too close for a
+    midpoint); 'all fake' gives ``min - 1e-6`` and 'all real' ``max + 1e-6`` (or the next float
+    above ``max``). Among equally accurate cuts the lowest threshold wins. With one class only,
+    the result calls every image that class; with no images it is 0.5. O(N log N).
+    """
+    labels = np.asarray(labels).ravel()
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if labels.shape != probs.shape:
+        raise ValueError(f"{labels.size} labels but {probs.size} probabilities")
+    if not np.isin(labels, (REAL, FAKE)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    if not np.isfinite(probs).all():
+        raise ValueError("scores must be finite")
+    if probs.size == 0:
+        return 0.5
+    values, group = np.unique(probs, return_inverse=True)  # sorted distinct scores
+    fake = labels.astype(bool)
+    fakes = np.bincount(group[fake], minlength=values.size)
+    reals = np.bincount(group[~fake], minlength=values.size)
+    # cut j (0..len(values)): groups j and above are called fake, the groups below real
+    reals_below = np.concatenate([[0], np.cumsum(reals)])
+    fakes_above = fakes.sum() - np.concatenate([[0], np.cumsum(fakes)])
+    cut = int(np.argmax(reals_below + fakes_above))
+    if cut == 0:
+        return float(values[0] - _EDGE_MARGIN)
+    if cut == values.size:
+        top = values[-1]
+        above = top + _EDGE_MARGIN
+        return float(above if above > top else np.nextafter(top, np.inf))
+    low, high = values[cut - 1], values[cut]
+    middle = 0.5 * low + 0.5 * high
+    return float(middle if low < middle <= high else high)
 
 
 def _both_classes(labels: np.ndarray) -> bool:

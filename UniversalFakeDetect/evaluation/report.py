@@ -27,7 +27,8 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """CSV text of ``header`` and ``rows`` (numbers written plainly, None as empty)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -65,11 +66,11 @@ def write_report(
         ["mean", "", "", summary["images"], summary["mean_source_accuracy"], summary["mean_ap"],
          summary["mean_roc_auc"], summary.get("best_threshold_accuracy"), None]
     )  # fmt: skip
-    atomic_write_text(folder / "metrics.csv", _csv_text(CSV_COLUMNS, table))
+    atomic_write_text(folder / "metrics.csv", csv_text(CSV_COLUMNS, table))
     predictions = [[r.path, r.source, r.label, float(p)] for r, p in zip(rows, probs, strict=True)]
     atomic_write_text(
         folder / "predictions.csv",
-        _csv_text(("path", "source", "label", "prob_fake"), predictions),
+        csv_text(("path", "source", "label", "prob_fake"), predictions),
     )
     atomic_write_text(folder / "ap.txt", _classic_lines(result, "ap"))
     atomic_write_text(folder / "acc.txt", _classic_lines(result, "accuracy"))

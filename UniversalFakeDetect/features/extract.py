@@ -23,7 +23,7 @@ from UniversalFakeDetect.features.cache import (
 )
 from UniversalFakeDetect.models.detector import Detector
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: float32 features, keyed by the network's definition
 
 
 def cache_key(
@@ -34,14 +34,16 @@ def cache_key(
     augmentation: AugmentConfig | None,
     views: int,
     seed: int,
-    backbone_seed: int | None,
 ) -> dict:
-    """Everything the cached features depend on."""
+    """Everything the cached features depend on: the exact network (its definition), its
+    weights (a named pretrained set, else a hash of the weights themselves), the preprocessing
+    and the images."""
     key = {
         "format": CACHE_FORMAT,
         "arch": detector.arch,
+        "definition": detector.definition,
         "weights": detector.weights,
-        "backbone_seed": backbone_seed if detector.weights == "none" else None,
+        "weights_digest": detector.backbone_digest() if detector.weights != "pretrained" else None,
         "transform": asdict(transform),
         "views": views,
         "images": images_fingerprint(root, [r.path for r in rows]),
@@ -63,7 +65,6 @@ def cached_features(
     augmentation: AugmentConfig | None = None,
     extra_views: int = 0,
     seed: int = 0,
-    backbone_seed: int | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     strict: bool = False,
@@ -74,7 +75,7 @@ def cached_features(
     training views. Computed only where missing; unreadable images get NaN features (or raise
     with ``strict``). With a ``shard``, only its rows (see :class:`Shard`)."""
     views = 1 + extra_views
-    key = cache_key(detector, root, rows, transform, augmentation, views, seed, backbone_seed)
+    key = cache_key(detector, root, rows, transform, augmentation, views, seed)
     cache = open_cache(cache_dir, key, [r.path for r in rows], views, detector.width)
 
     def load(row: int, view: int) -> torch.Tensor:

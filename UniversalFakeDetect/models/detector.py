@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
@@ -19,6 +21,8 @@ class Detector(nn.Module):
         super().__init__()
         self.backbone = backbone.module
         self.arch = backbone.spec.name
+        self.definition = backbone.spec.definition
+        # "pretrained", "none" (random initialisation) or "checkpoint" (loaded from a file)
         self.weights = backbone.weights
         self.width = backbone.width
         self.fix_backbone = fix_backbone
@@ -54,3 +58,13 @@ class Detector(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def backbone_digest(self) -> str:
+        """A hash of the backbone's weights and buffers, names and shapes included: what
+        features computed by weights other than a named pretrained set are keyed by."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.backbone.state_dict().items()):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}\n".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:20]

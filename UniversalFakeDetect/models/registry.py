@@ -4,6 +4,11 @@ Heavy imports (torchvision models, open_clip) happen inside the builders, so ``-
 argument checking stay fast. Pretrained weights are the default; ``weights="none"`` builds a
 randomly initialised backbone, and a failed download stops with a message instead of silently
 continuing with random weights.
+
+The CLIP archs are OpenAI's own definitions: open_clip's ``-quickgelu`` configs, whose
+transformers use QuickGELU as OpenAI's released weights were trained with (open_clip's plain
+names use GELU, and only warn). ``ArchSpec.definition`` names the exact network; feature caches
+and checkpoints record it, so features of another definition are never reused.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ class ArchSpec:
     std: tuple[float, float, float]
     native_size: int = 224  # the input size the pretrained weights were trained at
     min_size: int = 32  # smallest input side the network accepts
+    # Definitions recorded by earlier versions whose features equal this one's.
+    same_features_as: tuple[str, ...] = ()
+
+    @property
+    def definition(self) -> str:
+        """The exact network built: its library and that library's model name."""
+        return f"{self.source}:{self.model_name}"
 
 
 @dataclass
@@ -70,9 +82,18 @@ def _imagenet(name: str, width: int, min_size: int = 32) -> ArchSpec:
     )
 
 
-def _clip(name: str, width: int, min_size: int = 32) -> ArchSpec:
+def _clip(name: str, width: int, min_size: int = 32, resnet: bool = False) -> ArchSpec:
+    """OpenAI's CLIP image encoder ``name`` (QuickGELU). The ResNets' image towers use ReLU,
+    so their features are those of open_clip's plain config, which earlier versions built."""
     return ArchSpec(
-        f"CLIP:{name}", "open_clip", name, width, CLIP_MEAN, CLIP_STD, min_size=min_size
+        f"CLIP:{name}",
+        "open_clip",
+        f"{name.replace('/', '-')}-quickgelu",
+        width,
+        CLIP_MEAN,
+        CLIP_STD,
+        min_size=min_size,
+        same_features_as=(f"open_clip:{name}",) if resnet else (),
     )
 
 
@@ -87,8 +108,8 @@ ARCHS: dict[str, ArchSpec] = {
         _imagenet("vgg11", 4096),
         _imagenet("vgg19", 4096),
         _imagenet("vit_b_16", 768, min_size=16),
-        _clip("RN50", 1024),
-        _clip("RN101", 512),
+        _clip("RN50", 1024, resnet=True),
+        _clip("RN101", 512, resnet=True),
         _clip("ViT-L/14", 768, min_size=14),
     )
 }
@@ -101,6 +122,18 @@ def resolve_arch(name: str) -> ArchSpec:
     close = difflib.get_close_matches(name, ARCHS, n=1, cutoff=0.4)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     raise UserError(f"--arch {name}: unknown architecture.{hint} Valid: {', '.join(ARCHS)}")
+
+
+def legacy_definition(arch: str) -> str:
+    """The definition built for ``arch`` by versions that did not record one (checkpoint
+    format 1): the arch's own model name, with open_clip's plain (GELU) config for CLIP."""
+    spec = resolve_arch(arch)
+    return f"{spec.source}:{spec.name.split(':', 1)[1]}"
+
+
+def same_features(spec: ArchSpec, definition: str) -> bool:
+    """Whether a network recorded as ``definition`` computes the features ``spec`` builds."""
+    return definition == spec.definition or definition in spec.same_features_as
 
 
 def _strip_torchvision_head(model: nn.Module, model_name: str) -> nn.Module:

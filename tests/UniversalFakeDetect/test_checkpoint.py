@@ -45,7 +45,7 @@ def test_frozen_pretrained_backbone_stores_the_head_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     detector = small_detector(fix_backbone=True, weights="pretrained")
-    path = save_checkpoint(detector, tmp_path / "head.safetensors")
+    path = save_checkpoint(detector, tmp_path / "head.safetensors", load_size=32, crop_size=32)
     from safetensors.torch import load_file
 
     assert set(load_file(str(path))) == {"fc.weight", "fc.bias"}
@@ -87,7 +87,7 @@ def test_head_of_another_width_is_refused() -> None:
 
 def test_checkpoint_of_another_arch_is_refused(tmp_path: Path) -> None:
     detector = small_detector()
-    path = save_checkpoint(detector, tmp_path / "c.safetensors")
+    path = save_checkpoint(detector, tmp_path / "c.safetensors", load_size=32, crop_size=32)
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -98,7 +98,7 @@ def test_checkpoint_of_another_arch_is_refused(tmp_path: Path) -> None:
         "Imagenet:resnet18", "Imagenet:resnet50"
     )
     save_file(tensors, str(tmp_path / "wrong.safetensors"), metadata=metadata)
-    with pytest.raises(UserError, match="do not match arch Imagenet:resnet50"):
+    with pytest.raises(UserError, match="made on torchvision:resnet18, whose features differ"):
         load_checkpoint(tmp_path / "wrong.safetensors")
 
 

@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
 
 from UniversalFakeDetect import detect, train
 from UniversalFakeDetect import test as test_cli
+from UniversalFakeDetect.checkpoint import load_checkpoint
 from UniversalFakeDetect.evaluation.robustness import PERTURBATIONS
 
 
@@ -65,7 +69,9 @@ def test_universalfakedetect_validate_flags(trained: Path, tiny_root: Path, caps
     assert "--jpeg_quality 101: must be from 1 to 100" in capsys.readouterr().err
 
 
-def test_detect_scores_files_and_folders(trained: Path, tiny_root: Path, tmp_path: Path) -> None:
+def test_detect_scores_files_and_folders(
+    trained: Path, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tiny_root / "ImageData" / "val" / "deconv-decoder"
     single = tiny_root / "ImageData" / "val" / "skimage-photos" / "00000.jpg"
     broken = tmp_path / "broken.jpg"
@@ -73,11 +79,31 @@ def test_detect_scores_files_and_folders(trained: Path, tiny_root: Path, tmp_pat
     out = tmp_path / "verdicts.json"
     ckpt = trained / "ckpt" / "tiny" / "model_best.safetensors"
     argv = ["--ckpt", str(ckpt), str(single), str(folder), str(broken), "--output", str(out)]
-    assert detect.main(argv) == 0
-    results = json.loads(out.read_text())
-    assert len(results) == 1 + len(list(folder.glob("*.jpg")))
-    assert all(0 <= r["prob_fake"] <= 1 for r in results)
-    assert all(r["verdict"] == ("fake" if r["prob_fake"] >= 0.5 else "real") for r in results)
+    (folder / "notes.txt").write_text("not an image")
+    try:
+        assert detect.main(argv) == 0
+    finally:
+        (folder / "notes.txt").unlink()
+    results = {Path(r["path"]): r for r in json.loads(out.read_text())}
+    images = sorted(folder.glob("*.jpg"))
+    assert set(results) == {single, broken, *images}
+    assert results[broken]["verdict"] == "unreadable" and results[broken]["prob_fake"] is None
+    assert "cannot identify image file" in results[broken]["error"]
+    # each probability is the detector's on the original's test view, computed independently:
+    # torchvision's Resize(loadSize) (shorter side) + CenterCrop(cropSize) + ToTensor
+    detector, header = load_checkpoint(ckpt)
+    view = transforms.Compose(
+        [transforms.Resize(header["load_size"]), transforms.CenterCrop(header["crop_size"]),
+         transforms.ToTensor()]
+    )  # fmt: skip
+    for path in [single, *images]:
+        with Image.open(path) as image:
+            batch = view(image.convert("RGB")).unsqueeze(0)
+        with torch.no_grad():
+            expected = torch.sigmoid(detector(batch)).item()
+        assert results[path]["prob_fake"] == pytest.approx(expected, abs=2e-6)
+        assert results[path]["verdict"] == ("fake" if expected >= 0.5 else "real")
+    assert "notes.txt" in capsys.readouterr().err  # passed over by name, not silently
 
 
 @pytest.mark.parametrize(

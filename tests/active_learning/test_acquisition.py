@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy.special import xlogy
+from scipy.special import expit, xlogy
+from sklearn.metrics import log_loss
 
 from active_learning import acquisition as acq
+from active_learning.weighted_loss import query_weights
 
 # Three candidates, T = 4 passes (columns are candidates).
 PROBS = np.array(
@@ -129,9 +131,124 @@ def test_minmax_additive_norm_edge_cases() -> None:
     assert acq.minmax_additive_norm(np.zeros(0)).shape == (0,)
 
 
-def test_bce_clamps_like_torch() -> None:
-    assert acq.binary_cross_entropy(np.array([0.0]), np.array([1]))[0] == pytest.approx(100.0)
-    assert acq.binary_cross_entropy(np.array([1.0]), np.array([1]))[0] == 0.0
+# --- the loss weight w with scores equal up to round-off (DESIGN section 6) -----------------
+
+
+def design_weights(s: np.ndarray) -> list[float]:
+    """w = (s - m) / (max(s) - m) + 1, m = min(min(s), 0.1), written out per element, with the
+    documented round-off rule: every w is 1 when max(s) - m <= 1e-12 + 1e-12 * max|s|."""
+    values = [float(x) for x in s]
+    m = min(min(values), 0.1)
+    spread = max(values) - m
+    if spread <= 1e-12 + 1e-12 * max(abs(v) for v in values):
+        return [1.0] * len(values)
+    return [(x - m) / spread + 1.0 for x in values]
+
+
+WEIGHT_CASES = {
+    "spread_1e-16": np.array([0.0, 1e-16, 5e-17, 2e-16, 0.0]),
+    "0.05_plus_round_off": 0.05 + np.array([0.0, 1.0, 2.0, 3.0]) * 1e-17,
+    "negative_large_round_off": -50.0 + np.array([0.0, 1.0, 2.0]) * 7.2e-15,
+    "normal_uniform": np.random.default_rng(5).random(64),
+    "normal_above_floor": 0.2 + 0.5 * np.random.default_rng(6).random(64),
+    "normal_tiny_but_real": np.array([0.0, 1e-9, 3e-9, 2e-9]),
+    "equal_above_floor": np.full(5, 0.4),
+    "equal_zero": np.zeros(5),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WEIGHT_CASES))
+def test_weights_follow_design_formula_with_round_off_rule(case: str) -> None:
+    scores = WEIGHT_CASES[case]
+    np.testing.assert_allclose(
+        acq.minmax_additive_norm(scores), design_weights(scores), rtol=1e-15, atol=0
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["bald", "mean_std"])
+def test_identical_passes_weigh_every_candidate_exactly_1(name: str, dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    probs = np.tile(rng.random(300).astype(dtype), (10, 1))  # T = 10 identical passes
+    labels = rng.integers(0, 2, size=300)
+    plain = getattr(acq, name)(probs)
+    assert plain.max() < 1e-14  # zero up to round-off
+    np.testing.assert_array_equal(acq.minmax_additive_norm(plain), np.ones(300))
+    # w = 1: the loss-weighted score is the loss itself, and every queried sample weighs 1
+    lw = getattr(acq, f"loss_weighted_{name}")(probs, labels)
+    np.testing.assert_allclose(lw, ref_bce(probs[0].astype(np.float64), labels), rtol=1e-12)
+    np.testing.assert_array_equal(query_weights(plain), np.ones(300))
+
+
+# --- BCE of the mean probability: no cliff at saturation ----------------------------------
+
+
+def saturating_probs(dtype: type) -> np.ndarray:
+    """P(fake) = sigmoid(z) computed in ``dtype`` over a dense grid of logits z (increasing),
+    through both saturations: exact 0.0 (z < -104 in float32, < -745 in float64) and exact 1.0
+    (z > 17 in float32, > 37 in float64), plus the extreme representable values themselves."""
+    z = np.unique(
+        np.concatenate(
+            [
+                np.linspace(-800, 800, 16001),
+                np.linspace(-110, -100, 2001),
+                np.linspace(-750, -740, 2001),
+                np.linspace(10, 45, 7001),
+            ]
+        )
+    )
+    p = expit(z.astype(dtype))
+    one, zero = dtype(1), dtype(0)
+    extremes = [zero, np.nextafter(zero, one), np.nextafter(one, zero), one]
+    return np.sort(np.concatenate([p, np.array(extremes, dtype=dtype)]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_is_monotone_and_continuous_across_saturation(dtype: type) -> None:
+    p = saturating_probs(dtype)
+    assert (p == 0).any() and (p == 1).any()
+    bound = -math.log(np.finfo(dtype).epsneg)  # the loss of the last probability below 1
+    for label in (0, 1):
+        loss = acq.binary_cross_entropy(p, np.full(p.size, label))
+        wrong = loss if label == 0 else loss[::-1]  # ordered by P(wrong class), increasing
+        assert np.isfinite(wrong).all()
+        assert (np.diff(wrong) >= 0).all(), f"not monotone for label {label}"
+        # saturated probabilities score what their nearest representable neighbour scores
+        saturated = p == (1 if label == 0 else 0)
+        inside = loss[~saturated]
+        nearest = inside[-1] if label == 0 else inside[0]
+        np.testing.assert_allclose(loss[saturated], nearest, rtol=1e-12)
+        assert nearest == pytest.approx(bound, rel=1e-12)
+        assert wrong.max() == pytest.approx(bound, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["var_ratios", "mean_std"])
+def test_loss_weighted_score_has_no_cliff_for_float32_passes(name: str) -> None:
+    p = saturating_probs(np.float32)
+    probs = np.tile(p, (10, 1))  # identical passes: w = 1, the score is the loss
+    for label in (0, 1):
+        scores = getattr(acq, f"loss_weighted_{name}")(probs, np.full(p.size, label))
+        wrong = scores if label == 0 else scores[::-1]
+        assert (np.diff(wrong) >= 0).all()
+        assert wrong.max() == pytest.approx(-math.log(2.0**-24), rel=1e-12)  # 16.64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_equals_sklearn_log_loss_when_not_saturated(dtype: type) -> None:
+    p = expit(np.linspace(-13.8, 13.8, 201)).astype(dtype)  # [1e-6, 1 - 1e-6]
+    for label in (0, 1):
+        ours = acq.binary_cross_entropy(p, np.full(p.size, label))
+        theirs = [log_loss([label], [float(q)], labels=[0, 1]) for q in p]
+        # sklearn takes log(1 - p), we take log1p(-p): they differ by one ulp of 1 - p
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+def test_bce_bound_is_the_last_probability_below_1_of_the_dtype() -> None:
+    fake = np.array([1])
+    assert acq.binary_cross_entropy(np.array([1.0]), fake)[0] == pytest.approx(0, abs=1e-15)
+    zero64, zero32 = np.array([0.0]), np.array([0.0], dtype=np.float32)
+    assert acq.binary_cross_entropy(zero64, fake)[0] == pytest.approx(53 * math.log(2))
+    assert acq.binary_cross_entropy(zero32, fake)[0] == pytest.approx(24 * math.log(2))
 
 
 # --- against the reference on random probabilities -----------------------------------------

@@ -1,5 +1,6 @@
 """Fast version of benchmarks/bench_al_digits.py: on scikit-learn's digits, MC-dropout
-strategies need fewer labels than uniform to reach the target accuracy, on average over 5 seeds.
+strategies need at least 10% fewer labels than uniform to reach the target accuracy, on average
+over 5 seeds, every run reaching it.
 """
 
 from __future__ import annotations
@@ -7,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
-
-import numpy as np
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_al_digits.py"
 
@@ -39,7 +38,9 @@ def test_mc_dropout_strategies_beat_uniform_on_digits() -> None:
     needed = bench.run_benchmark(
         range(5), ("uniform", "max_entropy", "bald", "var_ratios"), config, target=0.92
     )
+    # every run reaches the target, so no mean below is propped up by the cap
+    assert all(None not in runs for runs in needed.values()), needed
     means = {s: bench.mean_labels(v, cap) for s, v in needed.items()}
     for strategy in ("max_entropy", "bald", "var_ratios"):
-        assert means[strategy] < means["uniform"], means
-    assert np.isfinite(list(means.values())).all()
+        # at least 10% fewer labels than uniform (measured: 18-23% fewer, 79-85 vs 103)
+        assert means[strategy] <= 0.9 * means["uniform"], means

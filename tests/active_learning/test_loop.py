@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,27 @@ def test_without_weighted_loss_all_weights_are_one() -> None:
     assert all((e["weights"] == 1).all() for e in learner.epochs)
 
 
+class IdenticalPassesLearner(ScriptedLearner):
+    """Every MC-dropout pass gives the same probabilities: no uncertainty anywhere."""
+
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        return np.tile(self.pool_probs[indices], (passes, 1))
+
+
+@pytest.mark.parametrize("acq_func", ["bald", "mean_std"])
+def test_identical_passes_give_every_queried_sample_weight_1(acq_func: str) -> None:
+    labels = np.array([0, 1] * 20)
+    learner = IdenticalPassesLearner(labels.size, probs=np.random.default_rng(1).random(40))
+    config = ALConfig(
+        acq_func=acq_func, use_weighted_loss=True, num_samples_per_class=2, query=5, al_iter=3,
+        al_niter_warmup=1, niter=1, earlystop_epoch=0, subsample_size=0,
+    )  # fmt: skip
+    result = run_active_learning(learner, labels, config, log=None)
+    assert result.labelled.size == 19
+    # plain scores zero up to round-off: w = 1, so w^3 = 1 for every queried sample
+    np.testing.assert_array_equal(result.weights, np.ones(19))
+
+
 def test_query_takes_the_most_uncertain_and_balances() -> None:
     # scripted probabilities rise with the index; the most uncertain are those nearest 0.5
     probs = np.linspace(0.02, 0.7, 40)
@@ -198,7 +220,8 @@ def test_results_are_written_and_say_simulation(tmp_path: Path) -> None:
     assert [r["labelled"] for r in run["history"]] == [4, 7, 10]
     first = run["history"][1]
     assert first["labelled_real"] + first["labelled_fake"] == 7 and first["queried"] == 3
-    assert first["query_seconds"] >= 0 and first["train_seconds"] >= 0
+    assert run["history"][0]["query_seconds"] == 0.0  # iteration 0 queries nothing
+    assert first["query_seconds"] > 0 and first["train_seconds"] > 0
     rows = (tmp_path / HISTORY_CSV).read_text().splitlines()
     assert rows[0].startswith("iteration,labelled,labelled_real,labelled_fake,queried,val_acc")
     assert len(rows) == 4
@@ -397,8 +420,101 @@ def test_label_free_selection_never_reads_pool_labels(label_free: bool) -> None:
     )  # fmt: skip
     acquisition = get_acquisition(config.acq_func)
     learner = ScriptedLearner(40, probs=np.linspace(0.02, 0.98, 40))
-    first, _ = query(learner, labels, labelled, config, acquisition, 1)
+    first = query(learner, labels, labelled, config, acquisition, 1).indices
     scrambled = labels.copy()
     scrambled[4:] = np.random.default_rng(0).integers(0, 2, 36)  # labels nobody knows yet
-    second, _ = query(learner, scrambled, labelled, config, acquisition, 1)
+    second = query(learner, scrambled, labelled, config, acquisition, 1).indices
     assert np.array_equal(first, second) == label_free  # with true labels, queries follow them
+
+
+# --- unreadable pool items -------------------------------------------------------------------
+
+
+class NaNLearner(ScriptedLearner):
+    """Pool items in ``bad`` cannot be read: their MC-dropout probabilities are NaN, as NaN
+    cached features make them. Records every item it was asked to score."""
+
+    def __init__(self, pool_size: int, bad: Iterable[int]) -> None:
+        super().__init__(pool_size)
+        self.bad = np.zeros(pool_size, dtype=bool)
+        self.bad[list(bad)] = True
+        self.scored: list[int] = []
+
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        self.scored += np.asarray(indices).tolist()
+        probs = super().mc_probabilities(indices, passes, seed)
+        probs[:, self.bad[indices]] = np.nan
+        return probs
+
+
+class UnreadableLearner(NaNLearner):
+    """A :class:`NaNLearner` that says which items it cannot read."""
+
+    def unreadable_items(self, indices: np.ndarray) -> np.ndarray:
+        return self.bad[np.asarray(indices)]
+
+
+UNREADABLE_CONFIG = dict(
+    acq_func="loss_weighted_mean_std", balance_acquisition=True, use_weighted_loss=True,
+    num_samples_per_class=2, query=3, al_iter=20, al_niter_warmup=1, niter=1,
+    earlystop_epoch=0, subsample_size=0,
+)  # fmt: skip
+
+
+def test_unreadable_items_are_never_drawn_scored_or_labelled(tmp_path: Path) -> None:
+    labels = np.array([0, 1] * 20)
+    # what the seed draws without unreadable items: make two of those draws unreadable (the
+    # class-0 one is met by the same first draw; later draws differ once one is replaced)
+    clean = initial_indices(labels, 2, np.random.default_rng(derive_seed(0, Purpose.INITIAL_SET)))
+    bad = sorted({int(clean[0]), int(clean[2]), 5, 10, 33})
+    learner = UnreadableLearner(labels.size, bad)
+    config = ALConfig(**UNREADABLE_CONFIG)
+    result = run_active_learning(learner, labels, config, tmp_path, log=None)
+
+    initial = result.labelled[:4]
+    np.testing.assert_array_equal(np.bincount(labels[initial]), [2, 2])  # still balanced
+    assert not set(initial.tolist()) & set(bad)
+    assert not set(learner.scored) & set(bad)  # never MC-dropout passed, so never scored
+    assert all(not set(e["indices"].tolist()) & set(bad) for e in learner.epochs)
+    # the loop ran until the pool was exhausted: every readable item, no unreadable one
+    assert sorted(result.labelled.tolist()) == sorted(set(range(40)) - set(bad))
+    assert result.unreadable.tolist() == bad
+    run = json.loads((tmp_path / RESULTS_JSON).read_text())
+    assert run["unreadable_pool_images"] == 5 and run["unreadable_pool_indices"] == bad
+    counts = [r["unreadable"] for r in run["history"]]
+    assert counts[0] >= 1 and counts[-1] == 5 and counts == sorted(counts)
+    rows = (tmp_path / HISTORY_CSV).read_text().splitlines()
+    assert rows[0].endswith(",unreadable") and rows[-1].endswith(",5")
+    saved = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert saved["excluded"].tolist() == bad
+
+
+def test_unreadable_items_survive_a_resume(tmp_path: Path) -> None:
+    labels = np.array([0, 1] * 20)
+    clean = initial_indices(labels, 2, np.random.default_rng(derive_seed(0, Purpose.INITIAL_SET)))
+    bad = sorted({int(clean[1]), 7, 21})
+    whole = run_active_learning(
+        UnreadableLearner(40, bad), labels, ALConfig(**UNREADABLE_CONFIG), log=None
+    )
+    short = ALConfig(**{**UNREADABLE_CONFIG, "al_iter": 2})
+    run_active_learning(UnreadableLearner(40, bad), labels, short, tmp_path, log=None)
+    resumed = run_active_learning(
+        UnreadableLearner(40, bad), labels, ALConfig(**UNREADABLE_CONFIG), tmp_path, log=None
+    )
+    np.testing.assert_array_equal(resumed.labelled, whole.labelled)
+    assert resumed.unreadable.tolist() == whole.unreadable.tolist() == sorted(bad)
+
+
+def test_too_few_readable_items_for_the_initial_set() -> None:
+    labels = np.array([0, 1] * 5)
+    learner = UnreadableLearner(10, [1, 3, 5, 7])  # one readable fake left
+    config = ALConfig(**{**UNREADABLE_CONFIG, "num_samples_per_class": 2})
+    with pytest.raises(ConfigError, match=r"only 1 readable images of class 1 \(4 unreadable"):
+        run_active_learning(learner, labels, config, log=None)
+
+
+def test_nan_probabilities_of_unreported_items_are_an_error() -> None:
+    labels = np.array([0, 1] * 20)
+    learner = NaNLearner(40, range(4, 40))  # NaN for every candidate, but nothing reported
+    with pytest.raises(ValueError, match=r"non-finite probabilities.*unreadable_items"):
+        run_active_learning(learner, labels, ALConfig(**UNREADABLE_CONFIG), log=None)

@@ -43,7 +43,7 @@ def run_fit(trainer: DetectorTrainer, folder: Path, niter: int = 4):
         trainer,
         FitConfig(niter=niter, seed=3, earlystop_epoch=2),
         folder,
-        lambda path: save_checkpoint(trainer.detector, path),
+        lambda path: save_checkpoint(trainer.detector, path, load_size=32, crop_size=28),
     )
 
 

@@ -110,20 +110,33 @@ def test_seen_and_unseen_generator_means(crafted) -> None:
 def test_expected_calibration_error_by_hand() -> None:
     labels = np.array([1, 1, 0, 0])
     probs = np.array([0.9, 0.9, 0.9, 0.2])
-    # bin of confidence 0.9: 3 samples, accuracy 2/3; bin of confidence 0.8: 1 sample, accuracy 1
+    # 5 bins over [0, 1]: confidence 0.9 in (0.8, 1], 3 images, accuracy 2/3;
+    # confidence 1 - 0.2 = 0.8 in (0.6, 0.8], 1 image, accuracy 1
     expected = 3 / 4 * abs(2 / 3 - 0.9) + 1 / 4 * abs(1.0 - 0.8)
     assert expected_calibration_error(labels, probs, bins=5) == pytest.approx(expected)
     assert expected_calibration_error(np.array([1, 0]), np.array([1.0, 0.0])) == 0.0
 
 
-def test_best_threshold_maximises_accuracy() -> None:
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, 200)
-    probs = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 200), 0, 1)
-    threshold = best_threshold(labels, probs)
-    accuracy = np.mean((probs >= threshold) == labels)
-    grid = np.linspace(0, 1, 501)
-    assert accuracy >= max(np.mean((probs >= t) == labels) for t in grid) - 1e-12
+def test_summary_ece_and_tuned_accuracy(crafted) -> None:
+    rows, probs = crafted
+    labels = np.array([r.label for r in rows])
+    result = evaluate_predictions(rows, probs, tuned_threshold=0.42)
+    assert result.summary["ece"] == expected_calibration_error(labels, probs, bins=15)
+    assert result.summary["best_threshold_accuracy"] == pytest.approx(
+        np.mean((probs >= 0.42).astype(int) == labels)
+    )
+    for m in result.sources:
+        mask = np.array([r.source == m.source for r in rows])
+        assert m.best_threshold_accuracy == pytest.approx(
+            np.mean((probs[mask] >= 0.42).astype(int) == m.label)
+        )
+
+
+def test_best_threshold_is_the_midpoint_of_the_best_cut() -> None:
     assert best_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == pytest.approx(
         0.25
+    )
+    # the tied 0.5s go together: the cut is between 0.5 and 0.9, not inside the tie
+    assert best_threshold(np.array([0, 0, 1, 1]), np.array([0.5, 0.5, 0.5, 0.9])) == pytest.approx(
+        0.7
     )

@@ -128,6 +128,6 @@ def test_torchrun_extracts_with_two_ranks(tiny_root: Path, tmp_path: Path) -> No
     assert single.returncode == 0, single.stderr[-3000:]
     for entry in entries:
         twin = tmp_path / "single" / "features" / entry.name
-        a = np.fromfile(entry / "features.f16", dtype=np.float16)
-        b = np.fromfile(twin / "features.f16", dtype=np.float16)
+        a = np.fromfile(entry / "features.f32", dtype=np.float32)
+        b = np.fromfile(twin / "features.f32", dtype=np.float32)
         np.testing.assert_allclose(a, b, atol=1e-2)

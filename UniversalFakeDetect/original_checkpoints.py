@@ -1,0 +1,95 @@
+"""Weights written by the original code: UniversalFakeDetect's and CS545's trainers, and the
+bare linear heads they publish.
+
+Their trainers save ``{"model": model.state_dict(), "optimizer": ..., "total_steps": N}``,
+where ``model`` is a ``CLIPModel`` (keys ``model.<OpenAI CLIP>`` and ``fc.*``) or an
+``ImagenetModel`` (``model.<network>`` and ``fc.*``); a published head such as
+``fc_weights.pth`` is the bare ``fc`` state dict (``weight`` [1, width], ``bias`` [1]).
+This module turns either into a head and, for a whole model, the backbone's state dict in the
+names of the networks this toolkit builds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from datagen.errors import UserError
+from UniversalFakeDetect.models.registry import ArchSpec
+
+# CS545's VGG splits torchvision's ``features`` into layer1..layer5 (keeping each module's
+# index as its name) and names the classifier's linear layers fc1..fc3.
+_VGG_FC = {"fc1": "classifier.0", "fc2": "classifier.3"}
+
+
+@dataclass
+class OriginalWeights:
+    """A head (``weight``, ``bias``) and, for a whole saved model, the backbone's tensors."""
+
+    head: dict[str, torch.Tensor]
+    backbone: dict[str, torch.Tensor] | None
+
+
+def _backbone_key(spec: ArchSpec, key: str) -> str | None:
+    """The toolkit's name for the original backbone tensor ``key`` (``model.`` removed);
+    ``None`` for tensors the toolkit's backbone does not have (text tower, ImageNet classifier)."""
+    if spec.source == "open_clip":
+        return key.removeprefix("visual.") if key.startswith("visual.") else None
+    name = spec.model_name
+    if name.startswith("resnet"):
+        return None if key.startswith("fc.") else key
+    if name.startswith("vit"):
+        if key.startswith("heads."):
+            return None
+        return key.replace(".mlp.linear_1.", ".mlp.0.").replace(".mlp.linear_2.", ".mlp.3.")
+    if name.startswith("vgg"):
+        if match := re.fullmatch(r"layer\d\.(\d+\..+)", key):
+            return f"features.{match.group(1)}"
+        if match := re.fullmatch(r"(fc[12])\.(.+)", key):
+            return f"{_VGG_FC[match.group(1)]}.{match.group(2)}"
+        return None if key.startswith("fc3.") else key
+    return key
+
+
+def _head_of(state: Mapping[str, object], source: str) -> dict[str, torch.Tensor]:
+    head = {k.removeprefix("fc."): v for k, v in state.items() if k in ("fc.weight", "fc.bias")}
+    if not head:
+        head = {k: v for k, v in state.items() if k in ("weight", "bias")}
+    if set(head) != {"weight", "bias"} or not all(
+        isinstance(v, torch.Tensor) for v in head.values()
+    ):
+        found = ", ".join(sorted(map(str, state))[:6])
+        raise UserError(
+            f"{source}: expected a linear head ('weight' and 'bias', or 'fc.weight' and "
+            f"'fc.bias'), found {found or 'no tensors'}"
+        )
+    return head  # type: ignore[return-value]
+
+
+def split_original_state(obj: object, spec: ArchSpec | None, source: str) -> OriginalWeights:
+    """The head and (for a whole model) backbone tensors of a loaded original file ``obj``.
+
+    ``spec`` is the arch the file is put on; a whole model needs it (the file does not say).
+    """
+    if not isinstance(obj, Mapping):
+        raise UserError(f"{source}: expected a state dict, found a {type(obj).__name__}")
+    state = obj["model"] if "model" in obj and isinstance(obj["model"], Mapping) else obj
+    head = _head_of(state, source)
+    body = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    if not body:
+        return OriginalWeights(head=head, backbone=None)
+    if spec is None:
+        raise UserError(f"{source}: a whole saved model needs --arch (its backbone)")
+    backbone = {}
+    for key, value in body.items():
+        ours = _backbone_key(spec, key)
+        if ours is not None and isinstance(value, torch.Tensor):
+            backbone[ours] = value
+    if not backbone:
+        raise UserError(
+            f"{source}: none of its model.* tensors belong to a {spec.name} backbone; check --arch"
+        )
+    return OriginalWeights(head=head, backbone=backbone)
