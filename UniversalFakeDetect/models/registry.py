@@ -142,7 +142,9 @@ def _strip_torchvision_head(model: nn.Module, model_name: str) -> nn.Module:
     if model_name.startswith("resnet"):
         model.fc = nn.Identity()
     elif model_name.startswith("vgg"):
-        model.classifier = model.classifier[:-1]  # keep the penultimate fc (4096) and its ReLU
+        # the penultimate fc (4096) and its ReLU, without the Dropout that follows it: the
+        # original takes its features there (its own dropout is the detector's, before fc)
+        model.classifier = model.classifier[:-2]
     elif model_name.startswith("vit"):
         model.heads = nn.Identity()
     return model
