@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from active_learning.config import (
+    ALConfig,
     ConfigError,
     active_learning_only_dests,
     add_active_learning_options,
@@ -197,28 +199,25 @@ def extract_only(
     return 0
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass
+class ResolvedOptions:
+    """The command line after presets and defaults: what a run does, before any work."""
+
+    args: argparse.Namespace
+    explicit: set[str]  # the options given on the command line
+    al_config: ALConfig | None
+    applied: list[str]  # what a preset filled in (printed)
+    is_demo: bool
+
+
+def resolve_options(argv: Sequence[str] | None) -> ResolvedOptions:
+    """Parse ``argv`` and fill in presets and defaults: the paper's active-learning presets,
+    the demo preset (named with ``--preset demo`` or implied by the embedded demo dataset:
+    both give the same run), then the general defaults. Flags given always win."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from UniversalFakeDetect import al_training
-    from UniversalFakeDetect.checkpoint import save_checkpoint
-    from UniversalFakeDetect.engine.fit import FitConfig, fit
-    from UniversalFakeDetect.engine.trainer import DetectorTrainer
-    from UniversalFakeDetect.evaluation.metrics import best_threshold
-    from UniversalFakeDetect.models.detector import Detector
-    from UniversalFakeDetect.models.registry import build_backbone
-    from UniversalFakeDetect.pipeline import (
-        augment_config,
-        build_source,
-        evaluate_and_report,
-        load_rows,
-        report_unreadable,
-        resolve_cache_views,
-        seed_everything,
-        transform_config,
-        uses_demo,
-    )
+    from UniversalFakeDetect import al_training  # heavy imports after parsing (--help)
+    from UniversalFakeDetect.pipeline import uses_demo
 
     explicit = explicit_dests(parser, argv)
     apply_preset(args, explicit)  # the paper's active-learning presets, if named
@@ -248,8 +247,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "active_learning" if args.use_active_learning else "normal"
         args.name = f"demo_{kind}" if is_demo else kind
     validate_args(args)
-    if applied:
-        print(f"{args.preset} preset: {' '.join(applied)} (flags you give win)", file=sys.stderr)
+    return ResolvedOptions(args, explicit, al_config, applied, is_demo)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    resolved = resolve_options(argv)
+    args, explicit, al_config = resolved.args, resolved.explicit, resolved.al_config
+    from UniversalFakeDetect import al_training
+    from UniversalFakeDetect.checkpoint import save_checkpoint
+    from UniversalFakeDetect.engine.fit import FitConfig, fit
+    from UniversalFakeDetect.engine.trainer import DetectorTrainer
+    from UniversalFakeDetect.evaluation.metrics import best_threshold
+    from UniversalFakeDetect.models.detector import Detector
+    from UniversalFakeDetect.models.registry import build_backbone
+    from UniversalFakeDetect.pipeline import (
+        augment_config,
+        build_source,
+        evaluate_and_report,
+        load_rows,
+        report_unreadable,
+        resolve_cache_views,
+        seed_everything,
+        transform_config,
+    )
+
+    if resolved.applied:
+        applied = " ".join(resolved.applied)
+        print(f"{args.preset} preset: {applied} (flags you give win)", file=sys.stderr)
     device = options.choose_device(args.gpu_ids)
     if Shard.from_env() is not None and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per torchrun rank

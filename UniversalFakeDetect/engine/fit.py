@@ -7,6 +7,7 @@ for ``patience`` epochs, divide the learning rate by 10 and continue; stop once 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -103,9 +104,10 @@ def fit(
     if resume and resume_path.is_file():
         saved = torch.load(resume_path, map_location="cpu", weights_only=True)
         if saved.get("run_key", "") != run_key:
+            changed = _changed_settings(saved.get("run_key", ""), run_key)
             raise UserError(
-                f"{resume_path}: left by a run with other settings; pass --restart to start "
-                "over, or choose another --name"
+                f"{resume_path}: left by a run with other settings{changed}; pass --restart to "
+                "start over, or choose another --name"
             )
         trainer.load_state_dict(saved["trainer"])
         state = FitState(**saved["fit"])
@@ -152,3 +154,20 @@ def fit(
         _save_resume(resume_path, trainer, state, best_model, run_key)
     trainer.load_model_state(best_model)
     return state
+
+
+def _changed_settings(saved_key: str, run_key: str) -> str:
+    """`` (--lr 0.001 then, 0.01 now)``-style text naming what differs between two JSON run
+    keys; empty when they cannot be compared key by key."""
+    try:
+        before, now = json.loads(saved_key), json.loads(run_key)
+    except json.JSONDecodeError:
+        return ""
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return ""
+    changed = [
+        f"--{k} {before.get(k, 'unset')} then, {now.get(k, 'unset')} now"
+        for k in sorted(set(before) | set(now))
+        if before.get(k) != now.get(k)
+    ]
+    return f" ({'; '.join(changed)})" if changed else ""

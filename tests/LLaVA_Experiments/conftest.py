@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from datagen.manifest import ManifestRow, write_manifest
+from LLaVA_Experiments.model import build_prompt
 from LLaVA_Experiments.tiny_model import build_tiny_llava
 
 
@@ -53,3 +54,19 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 rows.append(ManifestRow(rel, label, source, split, family))
     write_manifest(rows, root)
     return root
+
+
+def independent_prob_fake(model, processor, root: Path, record: dict) -> float:
+    """P(fake) of one record recomputed alone: the full-sequence forward of one unpadded
+    example, the last position's logits of the words ``real`` and ``fake`` (token ids from the
+    tokenizer's own vocabulary), softmaxed against each other."""
+    explanation = record["explanation"]
+    prompt = build_prompt(record["question"])
+    context = f"{prompt} {explanation}\nAnswer:" if explanation else f"{prompt} Answer:"
+    with Image.open(root / record["path"]) as image:
+        inputs = processor(images=[image.convert("RGB")], text=[context], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1].float()
+    vocab = processor.tokenizer.get_vocab()
+    pair = torch.stack([logits[vocab["real"]], logits[vocab["fake"]]])
+    return float(torch.softmax(pair, dim=0)[1])

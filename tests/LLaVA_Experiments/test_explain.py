@@ -15,6 +15,7 @@ from LLaVA_Experiments.model import (
     parse_verdict,
     verdict_token_ids,
 )
+from tests.LLaVA_Experiments.conftest import independent_prob_fake
 
 
 def test_parse_verdict_takes_last_answer() -> None:
@@ -52,8 +53,10 @@ def test_explain_cli_forced_answers_and_metrics(
     out = tmp_path / "tiny"
     data = json.loads((out / "explanations.json").read_text())["images"]
     assert len(data) == 9
+    model, processor = load_model(str(tiny_llava), device="cpu")
     for record in data:
-        assert 0.0 <= record["prob_fake"] <= 1.0
+        expected = independent_prob_fake(model, processor, tiny_data, record)
+        assert record["prob_fake"] == pytest.approx(expected, abs=1e-5)
         assert record["forced"]
         assert record["verdict"] == ("fake" if record["prob_fake"] >= 0.5 else "real")
         assert parse_verdict(record["answer"])[1] == record["verdict"]

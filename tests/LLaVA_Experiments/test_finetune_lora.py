@@ -20,6 +20,7 @@ from LLaVA_Experiments.model import (
     load_model,
     user_text,
 )
+from tests.LLaVA_Experiments.conftest import independent_prob_fake
 
 ANSWERS = {0: "texture and lighting look natural\nAnswer: real", 1: "smooth noise\nAnswer: fake"}
 
@@ -202,4 +203,6 @@ def test_bfloat16_training_keeps_float32_masters(
     assert {p.dtype for p in trained.parameters()} == {torch.bfloat16}
     rows = select(read_manifest(tiny_data), split="val")[:2]
     records = explain.explain_rows(trained, processor, tiny_data, rows, max_new_tokens=2)
-    assert all(0.0 <= r["prob_fake"] <= 1.0 for r in records)
+    for record in records:  # bf16 inference: the same P(fake) as one unpadded forward pass
+        expected = independent_prob_fake(trained, processor, tiny_data, record)
+        assert record["prob_fake"] == pytest.approx(expected, abs=2e-2)

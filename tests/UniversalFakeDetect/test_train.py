@@ -133,6 +133,8 @@ def test_resume_state_of_other_settings_is_refused(tiny_root: Path, tmp_path: Pa
     assert "--restart" in capsys.readouterr().err
     for other in (["--lr", "0.01"], ["--blur_prob", "0.5"], ["--jpg_qual", "30,31"]):
         assert run_train(tmp_path, *flags, *other) == 2, other
+        err = capsys.readouterr().err
+        assert "--restart" in err and other[0] in err, err
     assert run_train(tmp_path, *flags, "--dropout", "0.2", "--restart") == 0
 
 
@@ -163,10 +165,12 @@ def test_active_learning_pool_too_small_is_a_clear_error(
     tiny_root: Path, tmp_path: Path, capsys
 ) -> None:
     flags = ["--data_root", str(tiny_root), "--use_active_learning", "--name", "al",
-             "--num_samples_per_class", "1000", "--weights", "none"]  # fmt: skip
+             "--num_samples_per_class", "1000", "--arch", "Imagenet:resnet18",
+             "--weights", "none"]  # fmt: skip
     assert run_train(tmp_path, *flags) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+    assert "--num_samples_per_class 1000" in err and "Imagenet" not in err, err
 
 
 def test_train_split_with_one_class_is_refused(tiny_root: Path, tmp_path: Path, capsys) -> None:
@@ -180,3 +184,36 @@ def test_train_split_with_one_class_is_refused(tiny_root: Path, tmp_path: Path, 
     write_manifest(rows, root)
     assert run_train(tmp_path, "--data_root", str(root), "--niter", "1") == 2
     assert "the train split needs both real and fake images" in capsys.readouterr().err
+
+
+def test_named_demo_preset_is_the_implicit_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--preset demo`` resolves to exactly the options the embedded demo implies, with and
+    without active learning (the comparison is between two runs' resolved options)."""
+    monkeypatch.delenv("RFD_DATA_ROOT", raising=False)
+    for base in ([], ["--use_active_learning"]):
+        implicit = train.resolve_options(base)
+        named = train.resolve_options([*base, "--preset", "demo"])
+        assert implicit.is_demo and named.is_demo
+        assert vars(named.args) == vars(implicit.args)
+        assert named.al_config == implicit.al_config
+        assert named.args.preset == "demo"
+    al = train.resolve_options(["--use_active_learning", "--preset", "demo"])
+    assert al.al_config is not None and al.al_config.query == 150  # the demo's, not the default
+
+
+def test_frozen_backbone_caches_augmented_views_unless_told_not_to(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    """Blur/JPEG/crop/flip with a frozen backbone: 4 cached views by default (the key of the
+    cache entry says so); an explicit 0 next to explicit blur is refused."""
+    flags = ["--data_root", str(tiny_root), "--preset", "demo", "--fix_backbone", "--niter", "1"]
+    assert run_train(tmp_path, *flags, "--name", "views") == 0
+    err = capsys.readouterr().err
+    assert "4 augmented views of every training image are cached" in err
+    metrics = json.loads((tmp_path / "results" / "views" / "metrics.json").read_text())
+    assert metrics["info"]["cache_views"] == 4
+    assert run_train(tmp_path, *flags, "--cache_views", "0", "--blur_prob", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "--cache_views 0 with --fix_backbone" in err and "--blur_prob 0.5" in err
+    assert run_train(tmp_path, *flags, "--cache_views", "0", "--name", "centre") == 0
+    assert "blur, JPEG, random crops and flips are not used" in capsys.readouterr().err
