@@ -191,6 +191,7 @@ def run(
             info,
             tuned_threshold=threshold,
             training_sources={r.source for r in train_rows},
+            root=Path(header["data_root"]),
         ).summary
         seen = summary.get("mean_ap_seen")
         if seen is not None:

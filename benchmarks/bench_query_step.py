@@ -1,11 +1,12 @@
 """Time one active-learning query step over cached features, and its peak memory.
 
 A step = T MC-dropout passes of a dropout -> linear head over every unlabelled row of a
-float16 feature cache (one mask per pass shared by the pool: DESIGN section 4), BALD scores,
-and a class-balanced top-k selection. Pools of 10k, 100k and 481k rows of 1024-wide features
-(CLIP RN50's width) live in a memory-mapped .npy file, as the feature cache does; every size
-runs in a fresh process so its peak resident memory (which counts the mapped features) is its
-own. The target: at most 1 s and 2 GB at 481k on 2 cores. At the smallest size the step is also
+float32 feature cache, as UniversalFakeDetect.features stores it (one mask per pass shared by
+the pool: DESIGN section 4), BALD scores, and a class-balanced top-k selection. Pools of 10k,
+100k and 481k rows of 1024-wide features (CLIP RN50's width) live in a memory-mapped .npy
+file, as the feature cache does; every size runs in a fresh process so its peak resident
+memory (which counts the mapped features: 1.9 GB at 481k) is its own. The target: at most
+1 s and about 2 GB at 481k on 2 cores. At the smallest size the step is also
 timed with independent per-sample masks (the original's way) for the ratio.
 
 The same run then times the query step of CLIP:RN50 (random weights) at 224 px on
@@ -38,9 +39,9 @@ REPEATS = 3
 
 
 def make_cache(path: Path, rows: int, width: int, seed: int = 0) -> None:
-    """A float16 .npy feature cache of random features, written in chunks."""
+    """A float32 .npy feature cache of random features, written in chunks."""
     rng = np.random.default_rng(seed)
-    cache = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(rows, width))
+    cache = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, width))
     for start in range(0, rows, 65536):
         stop = min(start + 65536, rows)
         cache[start:stop] = rng.standard_normal((stop - start, width), dtype=np.float32)
@@ -139,7 +140,7 @@ def clip_cached_vs_recomputed(images: int) -> None:
             [detector.features(pixels[i : i + batch]) for i in range(0, images, batch)]
         )
         cache_s = time.perf_counter() - start
-    cached = features.numpy().astype(np.float16)
+    cached = features.numpy().astype(np.float32)
     weight = detector.fc.weight.detach().numpy()[0]
     bias = float(detector.fc.bias.detach()[0])
     timings = []
@@ -173,7 +174,7 @@ def main() -> None:
         return
     print(
         f"one query step: T={PASSES} shared-mask MC-dropout passes of a dropout({DROPOUT}) -> "
-        f"linear head over a float16 [N, {WIDTH}] memory-mapped cache ({LABELLED} rows "
+        f"linear head over a float32 [N, {WIDTH}] memory-mapped cache ({LABELLED} rows "
         f"labelled), BALD, balanced top-{QUERY}; median of {REPEATS}; torch threads "
         f"{torch.get_num_threads()}"
     )

@@ -46,10 +46,23 @@ def is_image_file(path: Path) -> bool:
 def walk_images(folder: Path, passed_over: list[Path] | None = None) -> Iterator[Path]:
     """All image files under ``folder``, in sorted order (independent of ``os.listdir`` order).
 
-    Hidden folders (``.cache``, ``.git``...) are skipped, like hidden files. Other files that
-    are not images (by suffix) are appended to ``passed_over`` when it is given.
+    Symlinked folders are followed (each real folder listed once, so links cannot loop); hidden
+    folders (``.cache``, ``.git``...) are skipped, like hidden files. Other files that are not
+    images (by suffix) are appended to ``passed_over`` when it is given. A folder that cannot
+    be listed raises :class:`UserError` rather than being left out unnoticed.
     """
-    for current, dirs, files in os.walk(folder):
+
+    def cannot_list(error: OSError) -> None:
+        reason = error.strerror or type(error).__name__
+        raise UserError(f"{error.filename}: cannot list this folder ({reason})") from error
+
+    listed: set[str] = set()
+    for current, dirs, files in os.walk(folder, onerror=cannot_list, followlinks=True):
+        real = os.path.realpath(current)
+        if real in listed:  # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        listed.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(current) / name

@@ -28,8 +28,8 @@ class UnreadableImageError(UserError):
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(
-            f"{path}: cannot read image ({reason}); fix or remove it from the manifest, "
-            "or run without --strict to skip unreadable images"
+            f"{path}: cannot read image ({reason}); fix or replace the file, or run without "
+            "--strict to skip unreadable images"
         )
         self.path = path
         self.reason = reason

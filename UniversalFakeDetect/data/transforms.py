@@ -67,19 +67,45 @@ def eval_view(image: Image.Image, transform: TransformConfig) -> torch.Tensor:
     return _to_tensor(image)
 
 
-_HIGH_BIT_GRAY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+_SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _tiff_tag(image: Image.Image, tag: int, default: int) -> int:
+    """A TIFF tag's first value (``default`` when absent or not a TIFF)."""
+    value = getattr(image, "tag_v2", {}).get(tag, default)
+    return int(value[0] if isinstance(value, tuple) else value)
+
+
+def _high_bit_gray(image: Image.Image) -> np.ndarray:
+    """A 16/32-bit grayscale image's values in [0, 255] (float), white at its full scale.
+
+    ``I;16*`` is unsigned 16-bit. ``I`` holds 32-bit signed integers; what they span is the
+    file's: a TIFF declares its bits per sample (258) and sample format (339: 1 unsigned,
+    2 signed; Pillow reads unsigned 32-bit as signed, so those are reinterpreted), other
+    formats (16-bit PGM...) put 16-bit values there.
+    """
+    array = np.asarray(image)
+    if image.mode in _SIXTEEN_BIT_GRAY:
+        return array.astype(np.float64) * (255.0 / 65535)
+    bits = _tiff_tag(image, 258, 16)
+    signed = _tiff_tag(image, 339, 1) == 2
+    if bits == 32 and not signed:
+        array = array.astype(np.int32).view(np.uint32)
+    full_scale = 2 ** (bits - 1 if signed else bits) - 1
+    return array.astype(np.float64) * (255.0 / full_scale)
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
     """``image`` as 8-bit RGB showing the same picture, high bit depths included.
 
-    Pillow's own ``convert("RGB")`` clips 16-bit grayscale (PNG, TIFF: modes ``I;16*``/``I``)
-    to 255, a white square; those are scaled by 255/65535 instead, so a 16-bit image stored as
-    ``v * 257`` decodes to the 8-bit ``v``. Float images (``F``) are taken as [0, 1] when their
-    values lie there, else as [0, 255]. 16-bit RGB(A) files already open as 8-bit in Pillow.
+    Pillow's own ``convert("RGB")`` clips 16-bit grayscale (PNG, TIFF, PGM: modes ``I;16*``,
+    ``I``) to 255, a white square; those are scaled to their full scale instead, so a 16-bit
+    image stored as ``v * 257`` decodes to the 8-bit ``v``. Float images (``F``) are taken as
+    [0, 1] when their values lie there, else as [0, 255]. 16-bit RGB(A) files already open as
+    8-bit (the high byte) in Pillow.
     """
-    if image.mode in _HIGH_BIT_GRAY:
-        array = np.asarray(image).astype(np.float64) * (255.0 / _HIGH_BIT_GRAY[image.mode])
+    if image.mode in _SIXTEEN_BIT_GRAY or image.mode == "I":
+        array = _high_bit_gray(image)
     elif image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
         if np.nanmax(array, initial=0.0) <= 1.0:

@@ -127,6 +127,41 @@ def test_walk_images_does_not_depend_on_listing_order(mixed_tree, reversed_listi
     assert found == EXPECTED_WALK
 
 
+def test_walk_images_follows_symlinked_folders_once(tmp_path):
+    """Reference: the tree made here. A linked folder's images are listed under the link (as
+    written), a link back up the tree does not loop, a second link to a folder adds nothing."""
+    store = tmp_path / "store"
+    make_image(store / "reals" / "r.png")
+    top = tmp_path / "data"
+    make_image(top / "a.png")
+    try:
+        (top / "linked").symlink_to(store / "reals", target_is_directory=True)
+        (top / "linked_again").symlink_to(store / "reals", target_is_directory=True)
+        (store / "reals" / "loop").symlink_to(top, target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks are not supported here")
+    found = [p.relative_to(top).as_posix() for p in walk_images(top)]
+    assert found == ["a.png", "linked/r.png"]
+    inside = [p.relative_to(top / "linked").as_posix() for p in walk_images(top / "linked")]
+    assert inside == ["r.png", "loop/a.png"]  # up the loop once, then back at a listed folder
+
+
+def test_walk_images_names_a_folder_it_cannot_list(mixed_tree, monkeypatch):
+    """Reference: the folder made unlistable here; it is named, not silently left out."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == mixed_tree / "a" / "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UserError, match="cannot list this folder") as info:
+        list(walk_images(mixed_tree))
+    assert str(mixed_tree / "a" / "sub") in str(info.value)
+    assert "Permission denied" in str(info.value)
+
+
 # --- rows_from_class_folders ----------------------------------------------------------------
 
 
