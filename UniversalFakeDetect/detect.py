@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: shorter side to the checkpoint's load size, then the centre crop)",
     )
     parser.add_argument("--gpu_ids", type=options._gpu_ids, default=None, help="-1 for the CPU")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="draws the random backbone of --weights none (0)"
+    )
     return parser
 
 
@@ -150,8 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
     device = options.choose_device(args.gpu_ids)
     detector, header = load_detector(
-        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device
-    )
+        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
+        seed=args.seed,
+    )  # fmt: skip
     threshold = _threshold(args.threshold, header)
     transform = TransformConfig(
         args.load_size or header["load_size"],

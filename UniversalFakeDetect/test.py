@@ -144,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         flip=False,
         resize=not args.no_resize,
     )
+    if transform.resize and transform.crop_size > transform.load_size:
+        raise UserError(
+            f"--cropSize {transform.crop_size}: larger than --loadSize {transform.load_size}"
+        )
     name = args.name or ckpt.parent.name
     ensure_writable_dir(Path(args.result_folder) / name, flag="--result_folder")
     print(f"testing {ckpt} ({header['arch']}) on {root} [{args.split}, {len(rows_to_test)} images]")
