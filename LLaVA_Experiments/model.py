@@ -37,8 +37,12 @@ ANSWER_RE = re.compile(r"answer\s*:\s*(real|fake)\b", re.IGNORECASE)
 FINGERPRINT_NAME = "llava_base_model.json"
 IGNORE_INDEX = -100
 # With --load_in_4bit these stay 16-bit: the vision tower, the projector (trained in full) and
-# the output layer; every other nn.Linear (the language model's) becomes nf4.
-FOUR_BIT_SKIP = ("vision_tower", "multi_modal_projector", "lm_head")
+# the output layer; every other nn.Linear (the language model's) becomes nf4. transformers 5
+# matches each name from the start of a module's full name up to a dot, or as its suffix, so the
+# names are the full paths in LlavaNextForConditionalGeneration ("vision_tower" alone would
+# match only the tower module itself, not the layers inside it). transformers 4.x matched
+# "name." anywhere in the path, which these names satisfy too.
+FOUR_BIT_SKIP = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
 
 
 def user_text(question: str, with_image: bool = True) -> str:
@@ -173,17 +177,122 @@ def hub_unreachable(model_id: str, timeout: float = 10.0) -> str | None:
     return None
 
 
+def _should_quantize(name: str, patterns: Sequence[str]) -> bool:
+    """Whether transformers' bitsandbytes integration converts the module ``name``.
+
+    Calls transformers' own matcher (``quantizers_utils.should_convert_module``, used by
+    ``replace_with_bnb_linear``); transformers 4.x, which lacks it, skipped a module when
+    ``pattern + "."`` occurred in its name or the name equalled the pattern.
+    """
+    try:
+        from transformers.quantizers.quantizers_utils import should_convert_module
+    except ImportError:  # transformers 4.x
+        return not any(f"{key}." in f"{name}." for key in patterns)
+    return should_convert_module(name, list(patterns))
+
+
+def four_bit_plan(model: Any) -> tuple[list[str], list[str]]:
+    """``(quantized, kept)``: the names of the ``nn.Linear`` modules that ``--load_in_4bit``
+    turns into nf4 and those it keeps 16-bit, decided as transformers decides them.
+
+    The skip list is built as the bitsandbytes quantizer builds it (``FOUR_BIT_SKIP`` plus the
+    model's ``_keep_in_fp32_modules``); ``model`` may live on the meta device.
+    """
+    from transformers.quantizers.base import HfQuantizer
+
+    keep_fp32 = getattr(model, "_keep_in_fp32_modules", None)
+    patterns = HfQuantizer.get_modules_to_not_convert(
+        model, list(FOUR_BIT_SKIP), list(keep_fp32) if keep_fp32 else None
+    )
+    quantized: list[str] = []
+    kept: list[str] = []
+    for name, module in model.named_modules():
+        if type(module) is torch.nn.Linear:  # what replace_with_bnb_linear converts
+            (quantized if _should_quantize(name, patterns) else kept).append(name)
+    return quantized, kept
+
+
+def check_four_bit(model: Any) -> None:
+    """After a 4-bit load: the vision tower, projector and lm_head must still be 16-bit.
+
+    Checked by the names themselves (``FOUR_BIT_SKIP`` and what lies under them), not by
+    transformers' matcher, so a transformers that matches otherwise is caught.
+    """
+    wrong = [
+        name
+        for name, module in model.named_modules()
+        if "4bit" in type(module).__name__
+        and any(name == key or name.startswith(f"{key}.") for key in FOUR_BIT_SKIP)
+    ]
+    if wrong:
+        raise UserError(
+            f"--load_in_4bit quantised {len(wrong)} layers that must stay 16-bit (e.g. "
+            f"{wrong[0]}): this transformers version matches llm_int8_skip_modules otherwise; "
+            "run without --load_in_4bit"
+        )
+
+
+def _model_source(model_id: str) -> str:
+    """The folder or hub id to load from; a missing folder or an unreachable Hub is a
+    :class:`UserError` before any download starts."""
+    local = Path(model_id).expanduser()
+    if model_id.startswith((".", "/", "~")) and not local.is_dir():
+        raise UserError(f"--model {model_id}: folder not found")
+    if not local.is_dir() and not _in_hub_cache(model_id):
+        problem = hub_unreachable(model_id)
+        if problem:  # fail now instead of retrying downloads for minutes
+            raise UserError(
+                f"--model {model_id}: the weights are not in the Hugging Face cache and the "
+                f"Hub cannot be reached ({problem}). {_how_to_download()}"
+            )
+    return str(local) if local.is_dir() else model_id
+
+
+def _how_to_download() -> str:
+    return (
+        "Download them once where the Hub is reachable (e.g. `hf download "
+        f"{DEFAULT_MODEL} --local-dir models/llava-v1.6-vicuna-7b`), then pass that folder "
+        "with --model"
+    )
+
+
+def load_processor(model_id: str = DEFAULT_MODEL) -> Any:
+    """The ``LlavaNextProcessor`` of ``model_id`` (left padding, a pad token set); cheap, so
+    data can be checked against it before the weights are loaded."""
+    return _processor_from(_model_source(model_id), model_id)
+
+
+def _processor_from(source: str, model_id: str) -> Any:
+    from transformers import LlavaNextProcessor
+
+    try:
+        processor = LlavaNextProcessor.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"--model {model_id}: cannot load the LLaVA-NeXT processor ({exc}). "
+            + _how_to_download()
+        ) from exc
+    processor.tokenizer.padding_side = "left"
+    if processor.tokenizer.pad_token is None:
+        processor.tokenizer.pad_token = (
+            processor.tokenizer.unk_token or processor.tokenizer.eos_token
+        )
+    return processor
+
+
 def load_model(
     model_id: str = DEFAULT_MODEL,
     device: str | None = None,
     load_in_4bit: bool = False,
     dtype: torch.dtype | str | None = None,
+    processor: Any | None = None,
 ) -> tuple[Any, Any]:
     """Load ``LlavaNextForConditionalGeneration`` and its processor from a hub id or a folder.
 
     Never falls back to random weights: missing weights are a :class:`UserError` naming the id.
+    A ``processor`` already loaded with :func:`load_processor` is reused.
     """
-    from transformers import LlavaNextForConditionalGeneration, LlavaNextProcessor
+    from transformers import LlavaNextForConditionalGeneration
 
     target = pick_device(device)
     dtype = resolve_dtype(dtype, target)
@@ -204,38 +313,22 @@ def load_model(
             llm_int8_skip_modules=list(FOUR_BIT_SKIP),
         )
         kwargs["device_map"] = {"": target.index or 0}
-    local = Path(model_id).expanduser()
-    if model_id.startswith((".", "/", "~")) and not local.is_dir():
-        raise UserError(f"--model {model_id}: folder not found")
-    source = str(local) if local.is_dir() else model_id
-    how_to = (
-        "Download them once where the Hub is reachable (e.g. `hf download "
-        f"{DEFAULT_MODEL} --local-dir models/llava-v1.6-vicuna-7b`), then pass that folder "
-        "with --model"
-    )
-    if not local.is_dir() and not _in_hub_cache(model_id):
-        problem = hub_unreachable(model_id)
-        if problem:  # fail now instead of retrying downloads for minutes
-            raise UserError(
-                f"--model {model_id}: the weights are not in the Hugging Face cache and the "
-                f"Hub cannot be reached ({problem}). {how_to}"
-            )
+    source = _model_source(model_id)
+    if processor is None:
+        processor = _processor_from(source, model_id)
     try:
-        processor = LlavaNextProcessor.from_pretrained(source)
         model = LlavaNextForConditionalGeneration.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise UserError(
             f"--model {model_id}: cannot load the LLaVA-NeXT weights and processor ({exc}). "
-            + how_to
+            + _how_to_download()
         ) from exc
-    if not load_in_4bit:
+    if load_in_4bit:
+        check_four_bit(model)
+    else:
         model.to(target)
     model.eval()
     processor.tokenizer.padding_side = "left"
-    if processor.tokenizer.pad_token is None:
-        processor.tokenizer.pad_token = (
-            processor.tokenizer.unk_token or processor.tokenizer.eos_token
-        )
     return model, processor
 
 
@@ -280,11 +373,11 @@ def write_fingerprint(model: Any, folder: Path) -> None:
 
 @contextlib.contextmanager
 def quiet_peft_warnings() -> Iterator[None]:
-    """Hide peft's use of transformers' deprecated ``is_gradient_checkpointing`` (not ours)."""
+    """Hide peft's use of transformers' deprecated ``is_gradient_checkpointing`` and
+    ``gradient_checkpointing_enable`` (not ours)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-        )
+        for name in ("is_gradient_checkpointing", "gradient_checkpointing_enable"):
+            warnings.filterwarnings("ignore", message=f".*{name}", category=FutureWarning)
         yield
 
 
@@ -357,13 +450,31 @@ def validate_record(record: dict[str, Any], root: Path) -> list[tuple[str, str]]
     return _conversation_turns(record)
 
 
+def _turn_segments(
+    tokenizer: Any, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[list[int], bool]]:
+    """Token ids after the first prompt, as ``(ids, is_assistant)`` segments: each reply with
+    its ``</s>``, and the prompts of later turns."""
+    eos = tokenizer.eos_token_id
+    segments: list[tuple[list[int], bool]] = []
+    for index, (user, reply) in enumerate(pairs):
+        if index:
+            prompt = tokenizer(turn_prefix(user, first=False), add_special_tokens=False)
+            segments.append((list(prompt["input_ids"]), False))
+        # no leading space: sentencepiece (Vicuna) adds its own word boundary
+        answer = tokenizer(reply.strip(), add_special_tokens=False)["input_ids"]
+        segments.append(([*answer, eos], True))
+    return segments
+
+
 def encode_conversation(
     processor: Any, image: Image.Image, record: dict[str, Any], max_length: int = 2048
 ) -> dict[str, torch.Tensor]:
     """Token ids, labels (only assistant tokens, rest -100), pixel values of one conversation.
 
     Truncation only ever drops assistant/user text at the end, never image tokens; a prompt
-    that alone exceeds ``max_length`` is a UserError.
+    that alone exceeds ``max_length`` is a UserError. (``finetune_lora`` refuses conversations
+    that would be cut before training starts: see :func:`conversation_length`.)
     """
     tokenizer = processor.tokenizer
     pairs = _conversation_turns(record)
@@ -372,16 +483,9 @@ def encode_conversation(
     )
     ids: list[int] = first["input_ids"][0].tolist()
     labels: list[int] = [IGNORE_INDEX] * len(ids)
-    eos = tokenizer.eos_token_id
-    for index, (user, reply) in enumerate(pairs):
-        if index:
-            prompt = tokenizer(turn_prefix(user, first=False), add_special_tokens=False)
-            ids += prompt["input_ids"]
-            labels += [IGNORE_INDEX] * len(prompt["input_ids"])
-        # no leading space: sentencepiece (Vicuna) adds its own word boundary
-        answer = tokenizer(reply.strip(), add_special_tokens=False)["input_ids"] + [eos]
-        ids += answer
-        labels += answer
+    for segment, is_answer in _turn_segments(tokenizer, pairs):
+        ids += segment
+        labels += segment if is_answer else [IGNORE_INDEX] * len(segment)
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     last_image = max(i for i, t in enumerate(ids) if t == image_id)
     if last_image >= max_length:
@@ -397,6 +501,46 @@ def encode_conversation(
         "pixel_values": first["pixel_values"],
         "image_sizes": first["image_sizes"],
     }
+
+
+def image_token_count(processor: Any, height: int, width: int) -> int:
+    """Image tokens the processor inserts for an image of ``height`` x ``width`` pixels."""
+    counter = getattr(processor, "_get_num_multimodal_tokens", None)
+    if counter is not None:
+        return int(counter(image_sizes=[[height, width]])["num_image_tokens"][0])
+    blank = Image.new("RGB", (width, height))  # older transformers: ask the processor itself
+    inputs = processor(images=[blank], text=[IMAGE_TOKEN], return_tensors="pt")
+    image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    return int((inputs["input_ids"] == image_id).sum())
+
+
+def image_size(root: Path, relative: str) -> tuple[int, int]:
+    """``(height, width)`` of an image file, read from its header (the pixels stay unread)."""
+    try:
+        with Image.open(Path(root) / relative) as image:
+            width, height = image.size
+    except OSError as exc:
+        raise UserError(f"image '{relative}': cannot read the image ({exc})") from exc
+    return height, width
+
+
+def conversation_length(
+    processor: Any, record: dict[str, Any], size: tuple[int, int], image_tokens: int | None = None
+) -> int:
+    """Tokens :func:`encode_conversation` makes of ``record`` with an image of ``size``
+    (height, width), before any truncation; counted without processing the pixels.
+
+    ``image_tokens`` (from :func:`image_token_count`) may be passed to reuse a count.
+    """
+    tokenizer = processor.tokenizer
+    pairs = _conversation_turns(record)
+    if image_tokens is None:
+        image_tokens = image_token_count(processor, *size)
+    # the processor tokenizes the first prompt with one <image> expanded to image_tokens
+    first = tokenizer(turn_prefix(pairs[0][0], first=True))["input_ids"]
+    images_in_prompt = first.count(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+    total = len(first) + images_in_prompt * (image_tokens - 1)
+    return total + sum(len(ids) for ids, _ in _turn_segments(tokenizer, pairs))
 
 
 def read_conversations(path: Path) -> list[dict[str, Any]]:

@@ -1,22 +1,33 @@
-"""Time one LoRA training step and one explanation of the LLaVA explainer, with peak memory.
+"""Time LoRA training steps and an explanation of the LLaVA explainer, with peak memory.
 
 Runs the real code paths (``LLaVA_Experiments.finetune_lora.train`` and
-``LLaVA_Experiments.explain.explain_rows``) on the tiny random LLaVA-NeXT of
-``LLaVA_Experiments.tiny_model``, built into a temporary folder, with a few generated images and
-conversations. On CUDA it runs in bfloat16 (float16 where the GPU lacks bf16) and reports peak
-GPU memory (``torch.cuda.max_memory_allocated``, reset before each part); without a GPU it runs
-on the CPU in float32 and reports peak resident memory instead. The model is tiny and random:
-the numbers show that the GPU/bf16 path works and what it costs on a toy, not what the 7B model
-needs (see benchmarks/llava_memory_estimate.py for that).
+``LLaVA_Experiments.explain.explain_rows``) with generated images and conversations.
+
+Default: the tiny random LLaVA-NeXT of ``LLaVA_Experiments.tiny_model``, built into a temporary
+folder; one step. It shows that the GPU/bf16 path works and what it costs on a toy.
+
+``--full_size``: the real llava-v1.6-vicuna-7b architecture (``LLaVA_Experiments.full_size``:
+config written out in code, the published image processing, an in-memory tokenizer) with
+RANDOM bf16 weights created on the GPU, nothing downloaded; a few LoRA steps (r 128, one
+256x256 conversation each) and one explanation batch of 256x256 images, with time per step
+and peak GPU memory against the README's estimate (benchmarks/llava_memory_estimate.py). It
+needs a CUDA GPU with about 24 GB free; on the CPU it stops at once unless --allow_cpu.
+
+On CUDA it runs in bfloat16 (float16 where the GPU lacks bf16) and reports peak GPU memory
+(``torch.cuda.max_memory_allocated``, reset before each part); on the CPU, float32 and peak
+resident memory.
 
 python benchmarks/bench_llava_gpu.py [--device cuda|cpu] [--dtype bfloat16|float16|float32]
+python benchmarks/bench_llava_gpu.py --full_size [--steps 3] [--explain_batch 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import math
+import os
 import resource
 import sys
 import tempfile
@@ -133,13 +144,253 @@ def measure(device: torch.device, work: Callable[[], Any]) -> tuple[Any, dict[st
     return result, {"seconds": seconds, "before_mb": before, "peak_mb": peak, "reset": was_reset}
 
 
-def main() -> None:
+def _answer_text(tokenizer: Any, words: int, verdict: str = "fake") -> str:
+    """An assistant reply of ``words`` vocabulary words plus ``Answer: verdict`` (with the
+    word-level tokenizer: one token per word)."""
+    vocab = [w for w in tokenizer.get_vocab() if w.isalpha() and w.islower()]
+    vocab.sort()
+    body = " ".join(vocab[i % len(vocab)] for i in range(max(0, words)))
+    return f"{body}\nAnswer: {verdict}" if body else f"Answer: {verdict}"
+
+
+def write_full_size_inputs(
+    root: Path, tokenizer: Any, count: int, answer_tokens: int, test_images: int, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[ManifestRow]]:
+    """``count`` 256x256 training images with one conversation each (answers of about
+    ``answer_tokens`` tokens) and ``test_images`` 256x256 test rows."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for index in range(count):
+        rel = f"train/full/{index}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / rel)
+        reply = _answer_text(tokenizer, answer_tokens - 3, ("real", "fake")[index % 2])
+        records.append(
+            {
+                "id": f"full-{index}",
+                "image": rel,
+                "conversations": [
+                    {"from": "human", "value": user_text(QUESTION)},
+                    {"from": "gpt", "value": reply},
+                ],
+            }
+        )
+    rows = []
+    for index in range(test_images):
+        rel = f"val/full/{index}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / rel)
+        rows.append(ManifestRow(rel, index % 2, "full", "val", "diffusion"))
+    return records, rows
+
+
+def readme_estimate(
+    image_tokens: int, crops: int, batch: int, new_tokens: int, answer_tokens: int
+) -> dict[str, float]:
+    """The README's GiB totals (bf16 rows of benchmarks/llava_memory_estimate.py) for these
+    sizes, computed on the meta-device 7B model (no memory used)."""
+    if str(Path(__file__).parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).parent))
+    import llava_memory_estimate as estimate
+
+    model = estimate.build_meta_model(torch.bfloat16)
+    counts = estimate.count_params(model)
+    counts.lora, counts.projector, _, _ = estimate.lora_params(model)
+    rows = estimate.estimates(counts, image_tokens, crops, batch, new_tokens, answer_tokens)
+    totals = {r.name: (r.fixed + r.activations) / estimate.GIB for r in rows}
+    return {
+        "train": totals["LoRA training bf16"],
+        "explain": totals[f"inference bf16, batch {batch}"],
+    }
+
+
+def run_full_size(
+    config: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    work: Path,
+    steps: int = 3,
+    lora_r: int = 128,
+    answer_tokens: int = 300,
+    explain_batch: int = 4,
+    max_new_tokens: int = 256,
+) -> dict[str, Any]:
+    """Build a random-weight LLaVA-NeXT from ``config`` on ``device``, train ``steps`` LoRA
+    steps (one 256x256 conversation each) and explain ``explain_batch`` 256x256 images.
+
+    Returns timings (s), peak memory (MB) and sizes. ``config`` must use the token ids of the
+    tiny tokenizer (``LLaVA_Experiments.full_size.config_for_tokenizer``).
+    """
+    from LLaVA_Experiments.full_size import build_random_llava, full_size_processor
+    from LLaVA_Experiments.model import conversation_length, image_token_count
+
+    processor = full_size_processor()
+    tokenizer = processor.tokenizer
+    records, rows = write_full_size_inputs(
+        work / "data", tokenizer, steps, answer_tokens, explain_batch
+    )
+    image_tokens = image_token_count(processor, 256, 256)
+    length = conversation_length(processor, records[0], (256, 256))
+    blank = processor.image_processor(images=[Image.new("RGB", (256, 256))], return_tensors="pt")
+    crops = int(blank["pixel_values"].shape[1])
+    model, build = measure(device, lambda: build_random_llava(config, dtype, device))
+    tokenizer.padding_side = "right"  # as finetune_lora does
+    train_config = TrainConfig(
+        lora_r=lora_r, lora_alpha=2 * lora_r, max_steps=steps, grad_accum=1, max_length=2048,
+    )  # fmt: skip
+    marks: list[float] = []
+    step_losses: list[float | None] = []
+
+    def on_step(step: int, loss: float | None) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        marks.append(time.perf_counter())
+        step_losses.append(loss)
+
+    def run_training() -> Any:
+        marks.append(time.perf_counter())
+        return train(
+            model, processor, records, work / "data", work / "adapter", train_config,
+            on_step=on_step,
+        )  # fmt: skip
+
+    (trained, losses), training = measure(device, run_training)
+    step_seconds = [b - a for a, b in itertools.pairwise(marks)]
+    trained.eval()
+    explained, explain = measure(
+        device,
+        lambda: explain_rows(
+            trained, processor, work / "data", rows, batch_size=explain_batch,
+            max_new_tokens=max_new_tokens, force_answer=True,
+        ),
+    )  # fmt: skip
+    return {
+        "image_tokens": image_tokens,
+        "crops": crops,
+        "conversation_tokens": length,
+        "answer_tokens": answer_tokens,
+        "build": build,
+        "training": training,
+        "step_seconds": step_seconds,
+        "losses": losses,
+        "step_losses": step_losses,
+        "explain": explain,
+        "explained": explained,
+        "parameters": sum(p.numel() for p in trained.get_base_model().parameters()),
+    }
+
+
+def _full_size_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> int:
+    from LLaVA_Experiments.full_size import config_for_tokenizer
+    from LLaVA_Experiments.tiny_model import tiny_tokenizer
+
+    gib = 2**30
+    name = f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
+    print(
+        f"llava-v1.6-vicuna-7b ARCHITECTURE with RANDOM {str(dtype).removeprefix('torch.')} "
+        f"weights (nothing downloaded) on {name}; torch {torch.__version__}"
+    )
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        print(f"GPU memory: {free / gib:.1f} GiB free of {total / gib:.1f} GiB")
+        if free < 22 * gib:
+            print("WARNING: the estimate for LoRA training is about 19.5 GiB plus CUDA overhead")
+    config = config_for_tokenizer(tiny_tokenizer())
+    with tempfile.TemporaryDirectory() as tmp_name:
+        result = run_full_size(
+            config, device, dtype, Path(tmp_name), steps=args.steps, lora_r=args.lora_r or 128,
+            answer_tokens=args.answer_tokens, explain_batch=args.explain_batch,
+            max_new_tokens=args.max_new_tokens,
+        )  # fmt: skip
+    print("estimating (meta device) ...")
+    estimate = readme_estimate(
+        result["image_tokens"], result["crops"], args.explain_batch, args.max_new_tokens,
+        args.answer_tokens,
+    )  # fmt: skip
+    unit = "GiB allocated by torch (max_memory_allocated)" if device.type == "cuda" else (
+        "GiB resident (VmHWM)"
+    )  # fmt: skip
+    print(
+        f"\n{result['parameters']:,} parameters; a 256x256 image = {result['image_tokens']} "
+        f"image tokens ({result['crops']} crops of 336 px); training conversation "
+        f"{result['conversation_tokens']} tokens (answer ~{result['answer_tokens']})"
+    )
+    print(f"peak memory: {unit}; README estimate: arithmetic, without CUDA overhead\n")
+    print(f"{'part':<48} {'wall s':>8} {'before':>8} {'peak':>8} {'estimate':>9}")
+    steps = result["step_seconds"]
+    rows = [
+        ("build the model (random weights)", result["build"], None),
+        (f"LoRA training, {len(steps)} steps (r {args.lora_r or 128})", result["training"],
+         estimate["train"]),
+        (f"explain {args.explain_batch} images ({args.max_new_tokens} new tokens + P(fake))",
+         result["explain"], estimate["explain"]),
+    ]  # fmt: skip
+    for label, m, est in rows:
+        est_text = f"{est:>9.2f}" if est is not None else f"{'':>9}"
+        print(
+            f"{label:<48} {m['seconds']:>8.2f} {m['before_mb'] / 1024:>8.2f} "
+            f"{m['peak_mb'] / 1024:>8.2f} {est_text}"
+        )
+    later = steps[1:] or steps
+    print(
+        f"\ntime per LoRA step: first {steps[0]:.2f} s (with LoRA setup and warm-up), then "
+        f"{sum(later) / len(later):.2f} s on average over {len(later)}"
+    )
+    losses = [f"{x:.3f}" if x is not None else "skipped" for x in result["step_losses"]]
+    finite = all(x is not None and math.isfinite(x) for x in result["step_losses"])
+    print(f"losses per step: {', '.join(losses)} (finite: {'yes' if finite else 'NO'})")
+    probs = [r["prob_fake"] for r in result["explained"]]
+    print(
+        f"P(fake) of the {len(probs)} explained images in [0, 1]: "
+        f"{'yes' if all(0 <= p <= 1 for p in probs) else 'NO'}"
+    )
+    print("(random weights: losses, verdicts and probabilities mean nothing)")
+    return 0 if finite else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if any)")
     add_dtype_option(parser)
-    parser.add_argument("--lora_r", type=int, default=8)
-    parser.add_argument("--max_new_tokens", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--lora_r", type=int, default=None, help="default: 8 tiny, 128 full size")
+    parser.add_argument("--max_new_tokens", type=int, default=None,
+                        help="explanation length (default: 16 tiny, 256 full size)")  # fmt: skip
+    parser.add_argument(
+        "--full_size", action="store_true",
+        help="the real 7B architecture with random weights (needs a CUDA GPU)",
+    )  # fmt: skip
+    parser.add_argument("--steps", type=int, default=3, help="--full_size: LoRA steps")
+    parser.add_argument(
+        "--answer_tokens", type=int, default=300, help="--full_size: tokens per training answer"
+    )
+    parser.add_argument(
+        "--explain_batch", type=int, default=4, help="--full_size: images explained at once"
+    )
+    parser.add_argument(
+        "--allow_cpu", action="store_true",
+        help="--full_size on the CPU anyway (about 14 GB of RAM for the weights, very slow)",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA GPU visible to torch")
+    if args.full_size and device.type != "cuda" and not args.allow_cpu:
+        print(
+            "error: --full_size builds the 7B model (about 14 GB of bf16 weights plus the LoRA "
+            "optimizer state) and needs a CUDA GPU: run it with --device cuda on a GPU machine "
+            f"(here: {'no CUDA GPU is visible' if not torch.cuda.is_available() else 'cpu'}), or "
+            "pass --allow_cpu to try the CPU anyway",
+            file=sys.stderr,
+        )
+        return 2
+    if args.steps < 1 or args.explain_batch < 1 or args.answer_tokens < 4:
+        parser.error("--steps and --explain_batch must be >= 1, --answer_tokens >= 4")
 
     from transformers.utils import logging as hf_logging
 
@@ -147,11 +398,23 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: no CUDA GPU visible to torch")
     dtype = resolve_dtype(args.dtype, device)
+    if args.full_size:
+        if args.max_new_tokens is None:
+            args.max_new_tokens = 256
+        if args.dtype == "auto" and device.type == "cpu":
+            dtype = torch.bfloat16  # float32 would need 28 GB for the weights alone
+        return _full_size_main(args, device, dtype)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = 16
+    if args.lora_r is None:
+        args.lora_r = 8
+    tiny_main(args, device, dtype)
+    return 0
+
+
+def tiny_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+    """The default run: one step and one explanation of the tiny random model."""
     dtype_name = str(dtype).removeprefix("torch.")
     if device.type == "cuda":
         where = f"GPU {torch.cuda.get_device_name(device)}"
@@ -235,4 +498,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # nothing here needs the Hub: never let a missing file turn into a download attempt
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())

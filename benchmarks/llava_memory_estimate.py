@@ -30,9 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from LLaVA_Experiments.finetune_lora import TrainConfig, add_lora
-from LLaVA_Experiments.model import DEFAULT_MODEL, FOUR_BIT_SKIP
+from LLaVA_Experiments.full_size import (
+    PINPOINTS,
+    build_random_llava,
+    full_size_processor,
+    llava_7b_config,
+)
+from LLaVA_Experiments.model import DEFAULT_MODEL, four_bit_plan
 
-PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 GIB = 2**30
 # nf4 with double quantisation (load_model's BitsAndBytesConfig): 4 bits per weight, an 8-bit
 # absmax per block of 64 weights, and a float32 scale per 256 of those absmax values
@@ -47,42 +52,23 @@ NOTES = (
     "Not counted: the CUDA context and allocator slack (about 0.5-1.5 GiB), the foreach AdamW "
     "step's temporary copies, the 4-bit layers' dequantised weights during a forward (one "
     "layer at a time, <0.1 GiB).",
-    "4-bit notes: load_model keeps the vision tower, the projector and lm_head 16-bit "
-    "(FOUR_BIT_SKIP) and quantises the language model's nn.Linear layers; "
-    "prepare_model_for_kbit_training casts the remaining weights (embeddings, lm_head, norms, "
-    "vision tower, projector) to float32, which the nf4 training row counts. The 4-bit path "
-    "is unverified here (it needs bitsandbytes and a GPU).",
+    "4-bit notes: the nf4 count is what transformers' own skip matching (four_bit_plan, "
+    "called on the meta model above) makes of load_model's skip list: the language model's "
+    "nn.Linear layers become nf4, the vision tower, the projector and lm_head stay 16-bit; "
+    "prepare_model_for_kbit_training then casts every non-nf4 weight (embeddings, lm_head, "
+    "norms, vision tower, projector) to float32, which the nf4 training row counts. The 4-bit "
+    "path has not run (it needs bitsandbytes and a GPU).",
 )
 
 
 def llava_config() -> Any:
     """LlavaNextConfig of llava-hf/llava-v1.6-vicuna-7b-hf, written out by hand."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig
-
-    text = LlamaConfig(
-        vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
-        rms_norm_eps=1e-5, pad_token_id=0, tie_word_embeddings=False,
-    )  # fmt: skip
-    vision = CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-        image_size=336, patch_size=14, projection_dim=768,
-    )  # fmt: skip
-    return LlavaNextConfig(
-        vision_config=vision, text_config=text, image_token_index=32000,
-        projector_hidden_act="gelu", vision_feature_layer=-2,
-        vision_feature_select_strategy="default", image_grid_pinpoints=PINPOINTS,
-        tie_word_embeddings=False,
-    )  # fmt: skip
+    return llava_7b_config()
 
 
 def build_meta_model(dtype: torch.dtype = torch.bfloat16) -> Any:
     """The 7B LlavaNextForConditionalGeneration on the meta device (shapes, no storage)."""
-    from transformers import LlavaNextForConditionalGeneration
-
-    with torch.device("meta"):
-        model = LlavaNextForConditionalGeneration(llava_config())
-    return model.to(dtype)
+    return build_random_llava(llava_config(), dtype=dtype, device="meta")
 
 
 def build_processor() -> Any:
@@ -90,18 +76,7 @@ def build_processor() -> Any:
 
     The tokenizer is the tiny in-memory one: it does not enter the image-token arithmetic.
     """
-    from transformers import LlavaNextImageProcessor, LlavaNextProcessor
-
-    from LLaVA_Experiments.tiny_model import tiny_tokenizer
-
-    image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
-        image_grid_pinpoints=PINPOINTS,
-    )  # fmt: skip
-    return LlavaNextProcessor(
-        image_processor=image_processor, tokenizer=tiny_tokenizer(), patch_size=14,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
-    )  # fmt: skip
+    return full_size_processor()
 
 
 def image_token_counts(processor: Any, sizes: list[list[int]]) -> list[int]:
@@ -129,7 +104,7 @@ class Counts:
     """Parameter counts and shapes that the memory arithmetic needs."""
 
     total: int
-    quantized: int  # nn.Linear weights load_in_4bit turns into nf4 (outside FOUR_BIT_SKIP)
+    quantized: int  # nn.Linear weights load_in_4bit turns into nf4 (model.four_bit_plan)
     lora: int
     projector: int
     layers: int
@@ -139,12 +114,11 @@ class Counts:
 
 
 def count_params(model: Any) -> Counts:
-    """Counts of the bare model (before LoRA), LoRA fields left at 0."""
-    quantized = sum(
-        m.weight.numel()
-        for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear) and not any(k in name for k in FOUR_BIT_SKIP)
-    )
+    """Counts of the bare model (before LoRA), LoRA fields left at 0. The nf4 count uses the
+    layers transformers itself would quantise with load_model's skip list (four_bit_plan)."""
+    quantized_names, _ = four_bit_plan(model)
+    modules = dict(model.named_modules())
+    quantized = sum(modules[name].weight.numel() for name in quantized_names)
     text = model.config.text_config
     return Counts(
         total=sum(p.numel() for p in model.parameters()),
@@ -294,10 +268,16 @@ def main() -> None:
     leftover = counts.total - sum(parts.values())
     if leftover:
         print(f"  {'other (image_newline)':<22} {leftover:>14,}")
+    quantized_names, kept_names = four_bit_plan(model)
+    kept_parts = sorted({".".join(n.split(".")[:2]) for n in kept_names})
     print(
-        f"nf4 with --load_in_4bit (language-model nn.Linear weights): {counts.quantized:,}; "
-        f"kept 16-bit: {counts.total - counts.quantized:,}"
+        f"nf4 with --load_in_4bit: {counts.quantized:,} weights in {len(quantized_names)} "
+        f"nn.Linear layers; kept 16-bit: {counts.total - counts.quantized:,} (all other "
+        f"weights, and {len(kept_names)} nn.Linear layers in {', '.join(kept_parts)})"
     )
+    outside = [n for n in quantized_names if not n.startswith("model.language_model.")]
+    if outside:
+        print(f"WARNING: layers outside the language model would be quantised: {outside[:3]}")
 
     processor = build_processor()
     sizes = [[256, 256], *PINPOINTS]

@@ -4,14 +4,18 @@ Sources (--sources, default all four real sets):
   cc3m-train, cc3m-val (or cc3m for both)  Conceptual Captions through img2dataset; the TSVs
                                            (caption<TAB>url, no header) are fetched from
                                            Google or read from --cc3m_train_tsv/--cc3m_val_tsv
-  ffhq, celeba-hq                          FFHQ-256 and CelebA-HQ-256 from Kaggle
+  ffhq, celeba-hq                          FFHQ-256 and CelebA-HQ-256 (Kaggle datasets, or a
+                                           Hugging Face dataset repository: --endpoint)
   afhq-v2                                  AFHQv2 from its public zip
   kaggle-subset                            the ready subset (carrotpeeler/sentry-subset),
                                            imported into the manifest (not in the default)
 
 img2dataset is told to keep the originals; every image then goes through the same
-conversion as the fakes (center crop to 256x256, JPEG q90, recorded in dataset.json).
+conversion as the fakes (center crop to 256x256, JPEG q90 4:2:0, recorded in dataset.json
+before the first image is written; a folder keeps its settings for all its images).
 Kaggle needs credentials: KAGGLE_USERNAME and KAGGLE_KEY (or ~/.kaggle/kaggle.json).
+Before any source starts (and with --dry_run) the imports and credentials of every requested
+source are checked: every problem is reported at once, and nothing is downloaded.
 Interrupted? Run the same command again: finished sources are skipped, converted images kept.
 
 Examples::
@@ -94,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before img2dataset gives up on one URL (default 10)",
     )
     parser.add_argument("--afhq_url", default=AFHQ_V2_URL, help="AFHQv2 zip: a URL or a file")
+    parser.add_argument(
+        "--endpoint",
+        help="Hugging Face Hub URL for the sources stored there, e.g. a mirror "
+        "(default $HF_ENDPOINT, else https://huggingface.co)",
+    )
     return parser
 
 
@@ -101,15 +110,22 @@ def run(
     args: argparse.Namespace,
     kaggle: object | None = None,
     catalog: Sequence[RealSource] = REAL_SOURCES,
+    hf: object | None = None,
 ) -> int:
-    """Build the chosen sources; ``kaggle`` replaces the real Kaggle client (tests)."""
+    """Build the chosen sources; ``kaggle``/``hf`` replace the real Kaggle and Hub clients.
+
+    Everything the requested sources need (imports, credentials, local files) is checked
+    first, in a dry run too: all problems in one :class:`UserError`, before any download.
+    """
     from datagen.convert import ConversionPool
     from datagen.dataset_root import DatasetRoot
     from datagen.download import Downloader
     from datagen.real_sets.build import (
         RealOptions,
         build_real_source,
+        check_sources,
         describe_plan,
+        format_problems,
         import_kaggle_subset,
     )
     from datagen.real_sets.cc3m import Cc3mOptions
@@ -129,9 +145,18 @@ def run(
             "cc3m-val": args.cc3m_val_tsv,
             "afhq-v2": args.afhq_url,
         },
+        endpoint=args.endpoint,
+        max_member_bytes=args.max_member_bytes,
     )
+    problems = check_sources(sources, subset, options, kaggle_given=kaggle is not None)
+    settings = DatasetRoot(args.local_dataset_path, prep, args.scratch_dir).settings_problem()
+    if settings is not None:
+        problems.append(settings)
     if args.dry_run:
         print(describe_plan(sources, subset, options))
+    if problems:
+        raise UserError(format_problems(problems))
+    if args.dry_run:
         return 0
     client = kaggle if kaggle is not None else KaggleApiClient()
     downloader = Downloader(retries=args.retries, progress=not args.quiet)
@@ -141,7 +166,9 @@ def run(
         ConversionPool(prep, args.workers) as pool,
     ):
         for source in sources:
-            reports.append(build_real_source(source, root, pool, downloader, client, options))  # type: ignore[arg-type]
+            reports.append(
+                build_real_source(source, root, pool, downloader, client, options, hf)  # type: ignore[arg-type]
+            )
         if subset:
             labels = leaf_labels(real=catalog)
             reports += import_kaggle_subset(root, pool, downloader, client, labels, options)  # type: ignore[arg-type]

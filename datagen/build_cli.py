@@ -10,12 +10,14 @@ from pathlib import Path
 from datagen.convert import default_workers
 from datagen.dataset_root import DatasetRoot
 from datagen.errors import UserError
+from datagen.limits import MAX_MEMBER_BYTES
 from datagen.manifest import LABEL_NAMES
 from datagen.preprocess import RESAMPLING, Preprocessing
 from datagen.sentry.plan import format_bytes
 from datagen.source_writer import SourceReport
 
 DEFAULT_ROOT = Path("sentry-dataset")
+JPEG_SUBSAMPLING_CHOICES = ("4:2:0", "4:4:4")
 
 
 def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
@@ -92,7 +94,21 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--jpeg_quality",
         type=positive_int,
         default=defaults.jpeg_quality,
-        help=f"JPEG quality 1-100 (default {defaults.jpeg_quality}; 4:2:0 subsampling)",
+        help=f"JPEG quality 1-100 (default {defaults.jpeg_quality})",
+    )
+    parser.add_argument(
+        "--jpeg_subsampling",
+        choices=JPEG_SUBSAMPLING_CHOICES,
+        default=defaults.subsampling,
+        help=f"JPEG chroma subsampling (default {defaults.subsampling}); recorded in dataset.json "
+        "like every setting, which a dataset folder keeps for all its images",
+    )
+    parser.add_argument(
+        "--max_member_bytes",
+        type=positive_int,
+        default=MAX_MEMBER_BYTES,
+        help="skip unread, and count, archive members larger than this many bytes "
+        f"(default {MAX_MEMBER_BYTES} = {MAX_MEMBER_BYTES >> 20} MiB; a source image is a few MB)",
     )
     parser.add_argument("--dry_run", action="store_true", help="print the plan, fetch nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -108,6 +124,7 @@ def preprocessing_from_args(args: argparse.Namespace) -> Preprocessing:
         resize=args.resize_mode,
         resample=args.resample,
         jpeg_quality=args.jpeg_quality,
+        subsampling=getattr(args, "jpeg_subsampling", Preprocessing().subsampling),
     )
 
 

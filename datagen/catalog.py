@@ -2,7 +2,9 @@
 
 Fake sources come from the Sentry / Fake2M dataset on the Hugging Face Hub
 (``InfImagine/FakeImageDataset``): each is a folder under ``ImageData/<split>/`` holding split
-``.tar.gz`` archives, of which a fraction of the tar parts is kept. Real sources come from
+``.tar.gz`` archives, of which a fraction of the tar parts is kept; the leaf folders of images
+mostly exist only inside the tar, so an entry names the Hub folder and, separately, the leaves
+kept from inside its archives. Real sources come from
 CC3M (img2dataset over the Conceptual Captions TSVs), Kaggle (FFHQ-256, CelebA-HQ-256) and a
 public zip (AFHQv2). The ready subset on Kaggle is listed too.
 
@@ -30,24 +32,37 @@ AFHQ_V2_URL = "https://www.dropbox.com/s/vkzjokiwof5h8w6/afhq_v2.zip?dl=1"
 
 @dataclass(frozen=True)
 class HubSource:
-    """A folder of split tar archives on the Hub and the leaf folders kept from it.
+    """A folder of split tar archives on the Hub and the leaf folders kept from inside them.
 
-    ``folder`` is relative to ``ImageData/<split>``; ``leaves`` are the folders the images land
-    in after extraction (the manifest's ``source``), with the number of images each holds in
-    the full archive. ``fraction`` is the share of each archive's tar parts that is kept.
+    ``hub_folder`` is where the tar parts sit, relative to ``ImageData/<split>``: the source
+    folder itself for most archives (``SDv15-CC30K``), a leaf folder below it for the two 1M
+    train sets (``IFv1-CC1M/IFv1-dpmsolver++-50-1M``). ``leaves`` are the folders kept from
+    inside the tar (the manifest's ``source``), with the number of images each holds in the
+    full archive; members of any other leaf in the tar are skipped unread and counted.
+    ``fraction`` is the share of each archive's tar parts that is kept.
+
+    On disk a leaf's images go to ``ImageData/<split>/<source folder>/<leaf>`` (the source
+    folder alone when the leaf bears its name), wherever the Hub keeps the parts: the
+    original's layout, so existing downloads keep working.
     """
 
     name: str
     split: str
-    folder: str
+    hub_folder: str
     leaves: tuple[tuple[str, int], ...]
     fraction: float
     family: str
     label: int = FAKE
 
     @property
+    def folder(self) -> str:
+        """The source folder under ``ImageData/<split>`` (the Hub folder's first component)."""
+        return self.hub_folder.split("/", 1)[0]
+
+    @property
     def hub_path(self) -> str:
-        return f"{HUB_IMAGE_ROOT}/{self.split}/{self.folder}"
+        """The Hub folder holding the tar parts, relative to the repository root."""
+        return f"{HUB_IMAGE_ROOT}/{self.split}/{self.hub_folder}"
 
     @property
     def leaf_names(self) -> tuple[str, ...]:
@@ -56,10 +71,21 @@ class HubSource:
     def leaf_images(self, leaf: str) -> int:
         return dict(self.leaves)[leaf]
 
+    @property
+    def folder_leaf(self) -> str | None:
+        """The kept leaf the Hub folder itself is (every member belongs to it), else None.
+
+        ``cogview2-22K`` and ``Midjourneyv5-5K`` are their own leaf; the 1M train sets keep
+        their parts in their leaf's folder. Archives of several leaves (``SDv15-CC30K``,
+        ``IF-CC95K``, ``stylegan3-80K``) have none: their members' paths name the leaf.
+        """
+        last = self.hub_folder.rsplit("/", 1)[-1]
+        return last if last in self.leaf_names else None
+
     def leaf_dir(self, leaf: str) -> str:
         """Where a leaf's images go, relative to the dataset root (the original's layout)."""
         base = f"{HUB_IMAGE_ROOT}/{self.split}/{self.folder}"
-        return base if self.folder.rsplit("/", 1)[-1] == leaf else f"{base}/{leaf}"
+        return base if leaf == self.folder else f"{base}/{leaf}"
 
     def prefixes(self) -> tuple[str, ...]:
         return tuple(self.leaf_dir(leaf) + "/" for leaf in self.leaf_names)
@@ -70,7 +96,8 @@ class RealSource:
     """A set of real photographs: where it comes from and how many images are wanted.
 
     ``kind``: ``cc3m`` (img2dataset over a Conceptual Captions TSV at ``origin``), ``kaggle``
-    (a Kaggle dataset slug), ``url`` (a zip at a public URL). ``images``: the target count
+    (a Kaggle dataset slug), ``url`` (a zip at a public URL), ``hf`` (a Hugging Face dataset
+    repository: image files, zips or parquet shards). ``images``: the target count
     (CC3M keeps downloading URL chunks until it has that many), or None for all.
     """
 
@@ -99,6 +126,8 @@ def _stylegan(kind: str, data: str, images: int) -> tuple[str, int]:
 
 
 # fmt: off
+# Hub folder (where the tar parts sit) vs the leaves kept from inside the tar: see DESIGN
+# section 2, "Hub layout". Only the 1M train sets keep their parts in a leaf folder.
 HUB_SOURCES: tuple[HubSource, ...] = (
     HubSource("IFv1-CC1M", "train", "IFv1-CC1M/IFv1-dpmsolver++-50-1M",
               (("IFv1-dpmsolver++-50-1M", 1_000_000),), 0.08, "diffusion"),
@@ -116,9 +145,9 @@ HUB_SOURCES: tuple[HubSource, ...] = (
               0.5, "diffusion"),
     HubSource("Midjourneyv5-5K", "val", "Midjourneyv5-5K", (("Midjourneyv5-5K", 5_000),), 0.5,
               "diffusion"),
-    HubSource("SDv15-CC30K", "val", "SDv15-CC30K/SDv15R-dpmsolver-25-15K",
+    HubSource("SDv15-CC30K", "val", "SDv15-CC30K",
               (("SDv15R-dpmsolver-25-15K", 15_000),), 0.5, "diffusion"),
-    HubSource("SDv21-CC15K", "val", "SDv21-CC15K/SDv2-dpmsolver-25-10K",
+    HubSource("SDv21-CC15K", "val", "SDv21-CC15K",
               (("SDv2-dpmsolver-25-10K", 10_000),), 0.5, "diffusion"),
     HubSource("stylegan3-60K", "val", "stylegan3-60K",
               (_stylegan("r", "afhqv2-512x512", 10_000), _stylegan("t", "afhqv2-512x512", 10_000),
@@ -129,8 +158,8 @@ HUB_SOURCES: tuple[HubSource, ...] = (
 
 REAL_SOURCES: tuple[RealSource, ...] = (
     RealSource("cc3m-train", "train", "cc3m", "cc3m", CC3M_TRAIN_TSV_URL, 155_000),
-    RealSource("ffhq", "train", "ffhq", "kaggle",
-               "xhlulu/flickrfaceshq-dataset-nvidia-resized-256px", 70_000),
+    # FFHQ-256 as the original took it: PNGs, so real faces are JPEG-encoded once, like the fakes
+    RealSource("ffhq", "train", "ffhq", "kaggle", "denislukovnikov/ffhq256-images-only", 70_000),
     RealSource("afhq-v2", "train", "afhq-v2", "url", AFHQ_V2_URL, None),
     RealSource("cc3m-val", "val", "cc3m", "cc3m", CC3M_VAL_TSV_URL, None),
     RealSource("celeba-hq", "val", "celeba-hq", "kaggle",
@@ -226,8 +255,14 @@ def leaf_labels(
 
 def format_catalog(hub: Sequence[HubSource] = HUB_SOURCES) -> str:
     """The catalog as a text table (for ``--help`` epilogues and the README)."""
-    lines = [f"{'source':17s} {'split':5s} {'kept':>6s}  {'family':14s} leaf folders"]
+    lines = [
+        f"{'source':17s} {'split':5s} {'kept':>6s}  {'family':14s} "
+        "Hub folder (tar parts) -> leaf folders kept from the tar"
+    ]
     for s in hub:
         leaves = ", ".join(s.leaf_names)
-        lines.append(f"{s.name:17s} {s.split:5s} {s.fraction:6.1%}  {s.family:14s} {leaves}")
+        lines.append(
+            f"{s.name:17s} {s.split:5s} {s.fraction:6.1%}  {s.family:14s} "
+            f"{s.hub_folder} -> {leaves}"
+        )
     return "\n".join(lines)

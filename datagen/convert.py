@@ -45,8 +45,8 @@ def convert_bytes(data: bytes, prep: Preprocessing) -> bytes:
                 if image.width * image.height > MAX_PIXELS:
                     raise UnreadableImageError(f"{image.width}x{image.height} is too large")
                 image.load()
-                oriented = ImageOps.exif_transpose(image)
-                return prep.convert(oriented)
+                ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
+                return prep.convert(image)
     except UnreadableImageError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning) as exc:

@@ -6,6 +6,13 @@ each source, the scratch folder for archives). The manifest is rewritten atomica
 of each source: the rows under the source's folders are replaced, others kept, so a rerun
 never duplicates rows. A source whose state records the same fingerprint (what it was built
 from, and how) is finished and skipped.
+
+The preprocessing is fixed before the first image is written: opening the folder records it in
+``dataset.json``, and a later run asking for other settings is refused (with or without a
+finished source), because an interrupted source resumes by reusing the images already on disk.
+Images whose settings were never recorded (left by an older version killed before its first
+source finished, or put there by hand) are not reused: :meth:`DatasetRoot.begin` removes them
+before the source is built again.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class DatasetRoot:
             self._check_preprocessing()
             if self.manifest_path.is_file():
                 self.rows = read_manifest(self.manifest_path, check_files=False)
+            self._record_preprocessing()
         except BaseException:
             self._unlock()
             raise
@@ -103,18 +111,36 @@ class DatasetRoot:
         except json.JSONDecodeError as exc:
             raise UserError(f"{self.info_path}: not valid JSON ({exc})") from exc
 
+    def settings_problem(self) -> str | None:
+        """Why this run's preprocessing cannot go into this folder (None: it can).
+
+        Read-only, so that a run can report it before it starts, with its other problems.
+        """
+        recorded = self.info().get("preprocessing")
+        wanted = self.prep.to_dict()
+        if recorded is None or _comparable(recorded) == _comparable(wanted):
+            return None
+        changed = ", ".join(
+            f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}"
+            for key in sorted(set(_comparable(recorded)) | set(_comparable(wanted)))
+            if recorded.get(key) != wanted.get(key)
+        )
+        return (
+            f"--local_dataset_path {self.root}: its images were made with "
+            f"{_comparable(recorded)}, this run asks for other settings ({changed}); every "
+            "image of a dataset must go through the same preprocessing, and an interrupted "
+            "run's images are reused: run again with the same settings, or build into a "
+            "new folder"
+        )
+
     def _check_preprocessing(self) -> None:
+        problem = self.settings_problem()
+        if problem is not None:
+            raise UserError(problem)
         recorded = self.info().get("preprocessing")
         wanted = self.prep.to_dict()
         if recorded is None:
             return
-        if _comparable(recorded) != _comparable(wanted):
-            raise UserError(
-                f"--local_dataset_path {self.root}: its images were made with "
-                f"{_comparable(recorded)}, this run asks for {_comparable(wanted)}; every image "
-                "of a dataset must go through the same preprocessing: use the same settings "
-                "or a new folder"
-            )
         if recorded.get("encoder") != wanted.get("encoder"):
             print(
                 f"warning: {self.info_path} records {recorded.get('encoder')}, this run uses "
@@ -122,7 +148,52 @@ class DatasetRoot:
                 file=sys.stderr,
             )
 
+    def _record_preprocessing(self) -> None:
+        """Record the settings in ``dataset.json`` before any image is written."""
+        info = self.info()
+        if "preprocessing" in info:
+            return
+        info.setdefault("format_version", INFO_VERSION)
+        info["preprocessing"] = self.prep.to_dict()
+        atomic_write_json(self.info_path, info)
+
     # -- sources -----------------------------------------------------------------------------
+    def begin(self, name: str, prefixes: Sequence[str]) -> int:
+        """Start building ``name``: make sure the images in its folders may be reused.
+
+        Images there count as made with this folder's settings when they are manifest rows
+        (a finished source, built under the recorded settings), or when the source's state
+        records these settings (a run started since they were fixed). Other files (left by an
+        older version killed before the source finished, or put there by hand: their settings
+        are unknown) are deleted, so the source makes them again. Returns how many.
+        """
+        state = self.state(name)
+        wanted = _comparable(self.prep.to_dict())
+        removed = 0
+        if state.get("complete") is not True and state.get("preprocessing") != wanted:
+            listed = {r.path for r in self.rows_under(prefixes)}
+            for prefix in prefixes:
+                folder = self.root / prefix
+                if not folder.is_dir():
+                    continue
+                for current, _dirs, files in os.walk(folder):
+                    for file_name in files:
+                        path = Path(current, file_name)
+                        if path.relative_to(self.root).as_posix() not in listed:
+                            path.unlink(missing_ok=True)
+                            removed += 1
+            if removed:
+                print(
+                    f"note: {name}: {removed} files in {', '.join(prefixes)} were written by a "
+                    "run that recorded no settings; they are made again",
+                    file=sys.stderr,
+                )
+        self._write_state(name, {**state, "preprocessing": wanted})
+        return removed
+
+    def _write_state(self, name: str, state: dict[str, Any]) -> None:
+        atomic_write_json(self._state_path(name), state)
+
     def _state_path(self, name: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return self.work / "state" / f"{safe}.json"
@@ -191,9 +262,15 @@ class DatasetRoot:
             "the same preprocessing (see 'preprocessing') to a square JPEG."
         )
         atomic_write_json(self.info_path, info)
-        atomic_write_json(
-            self._state_path(name),
-            {"fingerprint": key, "complete": True, "rows": len(new_rows), **description},
+        self._write_state(
+            name,
+            {
+                "fingerprint": key,
+                "complete": True,
+                "rows": len(new_rows),
+                "preprocessing": _comparable(self.prep.to_dict()),
+                **description,
+            },
         )
 
     def prune_scratch(self) -> None:

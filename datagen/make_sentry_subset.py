@@ -7,6 +7,11 @@ are converted to 256x256 JPEG as they stream (over all cores), and each part is 
 read: about one part (3.2 GB) of scratch disk instead of the whole archive. A stream cut by
 keeping only the first parts ends cleanly at its last whole member.
 
+Most archives hold several leaf folders inside the tar (``SDv15-CC30K``: two, of which the
+catalog keeps ``SDv15R-dpmsolver-25-15K``); images land in
+``ImageData/<split>/<source folder>/<leaf>/``. Members of leaves the catalog does not keep,
+and members larger than --max_member_bytes, are skipped unread and counted in the summary.
+
 Interrupted? Run the same command again: finished sources are skipped, converted images are
 kept, partial downloads resume. manifest.csv is rewritten atomically after each source.
 
@@ -136,6 +141,7 @@ def build(args: argparse.Namespace, catalog: Sequence[HubSource] = HUB_SOURCES) 
         prefetch=args.prefetch,
         keep_archives=args.keep_archives,
         progress=not args.quiet,
+        max_member_bytes=args.max_member_bytes,
     )
     with (
         DatasetRoot(args.local_dataset_path, prep, args.scratch_dir) as root,

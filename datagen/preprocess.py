@@ -27,7 +27,10 @@ class Preprocessing:
     """How an image becomes a ``size`` x ``size`` JPEG.
 
     ``resize``: ``stretch`` (the whole image, aspect ratio not kept) or ``center_crop`` (crop the
-    largest centred square, then resize). ``resample`` is the Pillow filter.
+    largest centred square, then resize). ``resample`` is the Pillow filter, applied at full
+    strength to every image (no ``reducing_gap`` shortcut: its box pre-reduction would depend
+    on the source size, which differs between reals and fakes). ``subsampling`` is the JPEG
+    chroma subsampling (``4:2:0`` or ``4:4:4``).
     """
 
     size: int = 256
@@ -51,9 +54,14 @@ class Preprocessing:
         return {**asdict(self), "encoder": f"Pillow {PIL.__version__}"}
 
     def resize_image(self, image: Image.Image) -> Image.Image:
-        """RGB ``image`` resized to ``size`` x ``size`` by the recorded mode and filter."""
-        image = image.convert("RGB")
-        if self.resize == "center_crop":
+        """RGB ``image`` resized to ``size`` x ``size`` by the recorded mode and filter.
+
+        Steps that would not change the pixels (converting an RGB image to RGB, cropping a
+        square to itself) are skipped rather than run as copies: the result is the same.
+        """
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if self.resize == "center_crop" and image.width != image.height:
             side = min(image.size)
             left = (image.width - side) // 2
             top = (image.height - side) // 2
@@ -66,8 +74,10 @@ class Preprocessing:
         """JPEG bytes of an image that already has the target size (no resizing here)."""
         if image.size != (self.size, self.size):
             raise ValueError(f"image is {image.size}, expected {self.size}x{self.size}")
+        if image.mode != "RGB":
+            image = image.convert("RGB")
         buffer = io.BytesIO()
-        image.convert("RGB").save(
+        image.save(
             buffer,
             format="JPEG",
             quality=self.jpeg_quality,

@@ -29,6 +29,7 @@ DUPLICATE = "duplicate output name"
 BEYOND_CAP = "beyond --max_images_per_source"
 OUTSIDE = "not in a catalog leaf folder"
 NOT_FILE = "not a regular file"
+OVERSIZED = "larger than --max_member_bytes"
 
 
 @dataclass

@@ -1,8 +1,14 @@
 """Build the real sources (and import the Kaggle subset) into a dataset folder.
 
-Each source downloads its archive or URLs into the scratch folder, sends every image through
-a :class:`SourceWriter` (the one conversion, over all cores), deletes its downloads unless
-archives are kept, and commits its rows to the manifest.
+Each source downloads its archive, files or URLs into the scratch folder, sends every image
+through a :class:`SourceWriter` (the one conversion, over all cores), deletes its downloads
+unless archives are kept, and commits its rows to the manifest. Kinds: ``cc3m`` (img2dataset
+over a TSV), ``kaggle`` (a Kaggle dataset's zip), ``url`` (a zip at a URL or path), ``hf`` (a
+Hugging Face dataset repository: image files, zips or parquet shards).
+
+:func:`check_sources` runs before any source starts (and in ``--dry_run``): every import and
+credential the requested sources need, and every local file named, so that a missing Kaggle
+key is reported at once rather than after hours of CC3M.
 """
 
 from __future__ import annotations
@@ -20,11 +26,34 @@ from datagen.dataset_root import DatasetRoot, fingerprint
 from datagen.download import Downloader, RemoteFile
 from datagen.errors import UserError
 from datagen.fileio import atomic_write_json
+from datagen.limits import MAX_MEMBER_BYTES
 from datagen.manifest import LABEL_NAMES, REAL
-from datagen.real_sets.cc3m import Cc3mOptions, ChunkLog, build_cc3m, is_url, read_urls
-from datagen.real_sets.kaggle import KaggleClient
+from datagen.real_sets import import_failure
+from datagen.real_sets.cc3m import (
+    Cc3mOptions,
+    ChunkLog,
+    build_cc3m,
+    img2dataset_problems,
+    is_url,
+    read_urls,
+)
+from datagen.real_sets.hf import HfFiles, HubDatasetFiles, convert_hf_dataset
+from datagen.real_sets.kaggle import KaggleClient, kaggle_problems
 from datagen.real_sets.zips import convert_zip, image_members, open_zip
 from datagen.source_writer import OUTSIDE, SourceReport, SourceWriter
+
+# The flag that replaces a source's origin on the command line.
+ORIGIN_FLAGS = {
+    "cc3m-train": "--cc3m_train_tsv",
+    "cc3m-val": "--cc3m_val_tsv",
+    "afhq-v2": "--afhq_url",
+}
+KIND_WORDS = {
+    "cc3m": "img2dataset over",
+    "kaggle": "Kaggle",
+    "url": "zip at",
+    "hf": "Hugging Face dataset",
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +63,8 @@ class RealOptions:
     progress: bool = True
     cc3m: Cc3mOptions = field(default_factory=Cc3mOptions)
     origins: dict[str, str] = field(default_factory=dict)  # source name -> path or URL
+    endpoint: str | None = None  # Hugging Face Hub URL (None: $HF_ENDPOINT or huggingface.co)
+    max_member_bytes: int | None = MAX_MEMBER_BYTES
 
 
 def _cap(*limits: int | None) -> int | None:
@@ -43,6 +74,71 @@ def _cap(*limits: int | None) -> int | None:
 
 def _comparable_prep(root: DatasetRoot) -> dict:
     return {k: v for k, v in root.prep.to_dict().items() if k != "encoder"}
+
+
+def _limits(options: RealOptions) -> dict:
+    """The member cap, for a fingerprint only when not the default (older states stay valid)."""
+    if options.max_member_bytes == MAX_MEMBER_BYTES:
+        return {}
+    return {"max_member_bytes": options.max_member_bytes}
+
+
+def _origin_flag(source: RealSource) -> str:
+    return ORIGIN_FLAGS.get(source.name, f"--{source.name}")
+
+
+def check_sources(
+    sources: list[RealSource],
+    subset: bool,
+    options: RealOptions,
+    kaggle_given: bool = False,
+) -> list[str]:
+    """Everything that would stop the requested sources, found before any starts.
+
+    Imports (the Kaggle client, img2dataset, huggingface_hub and pyarrow) and Kaggle
+    credentials of every source that needs them, and every local file named as an origin.
+    ``kaggle_given``: a client was passed in (tests), so the real one is not checked. Each
+    problem is one entry, naming the sources it stops; [] when there is none.
+    """
+    found: dict[str, list[str]] = {}
+
+    def add(names: list[str], problems: list[str]) -> None:
+        for problem in problems:
+            stopped = found.setdefault(problem, [])
+            stopped += [n for n in names if n not in stopped]
+
+    kaggle_names = [s.name for s in sources if s.kind == "kaggle"] + [KAGGLE_SUBSET] * subset
+    if kaggle_names and not kaggle_given:
+        add(kaggle_names, kaggle_problems())
+    cc3m_names = [s.name for s in sources if s.kind == "cc3m"]
+    if cc3m_names:
+        add(cc3m_names, img2dataset_problems())
+    hf_names = [s.name for s in sources if s.kind == "hf"]
+    if hf_names:
+        for package, what in (("huggingface_hub", "huggingface_hub"), ("pyarrow", "pyarrow")):
+            try:
+                __import__(package)
+            except ImportError as exc:
+                add(hf_names, [import_failure(what, package, exc)])
+    for s in sources:
+        origin = options.origins.get(s.name, s.origin)
+        local = s.kind in ("cc3m", "url") and not is_url(origin)
+        if local and not Path(origin).expanduser().is_file():
+            add([s.name], [f"{_origin_flag(s)} {origin}: file not found"])
+    return [f"{', '.join(names)}: {problem}" for problem, names in found.items()]
+
+
+def format_problems(problems: list[str]) -> str:
+    """One message for every problem: a headline, then each problem indented."""
+    lines = [
+        f"cannot start: {len(problems)} problem{'s' * (len(problems) > 1)} would stop the "
+        "requested sources (nothing was downloaded):"
+    ]
+    for problem in problems:
+        first, *rest = problem.splitlines()
+        lines.append(f"  {first}")
+        lines += [f"    {line.strip()}" for line in rest]
+    return "\n".join(lines)
 
 
 def fetch_kaggle(dataset: str, folder: Path, client: KaggleClient, downloader: Downloader) -> Path:
@@ -96,8 +192,13 @@ def build_real_source(
     downloader: Downloader,
     kaggle: KaggleClient | None,
     options: RealOptions,
+    hf: HfFiles | None = None,
 ) -> SourceReport:
-    """Build one real source into ``root`` and commit its rows."""
+    """Build one real source into ``root`` and commit its rows.
+
+    ``kaggle``/``hf``: the clients for the ``kaggle`` and ``hf`` kinds (``hf`` None: the
+    Hub at ``options.endpoint``).
+    """
     report = SourceReport(source.name, source.split, source.label)
     origin = options.origins.get(source.name, source.origin)
     prefixes = source.prefixes()
@@ -109,6 +210,7 @@ def build_real_source(
             "origin": origin,
             "cap": cap,
             "preprocessing": _comparable_prep(root),
+            **_limits(options),
         }
     )
     if root.is_done(source.name, key, prefixes):
@@ -116,6 +218,8 @@ def build_real_source(
         report.images[source.leaf] = len(root.rows_under(prefixes))
         return report
     root.remove_temporaries(prefixes)
+    redone = root.begin(source.name, prefixes)
+    description: dict = {}
     scratch = root.scratch / source.name
     bar = tqdm(
         total=cap, desc=f"{source.split}/{source.name}", unit="img", disable=not options.progress
@@ -128,15 +232,29 @@ def build_real_source(
             if kaggle is None:
                 raise UserError(f"{source.name}: no Kaggle client")
             zip_path = fetch_kaggle(origin, scratch, kaggle, downloader)
-            convert_zip(zip_path, writer, source.leaf)
+            convert_zip(zip_path, writer, source.leaf, max_member_bytes=options.max_member_bytes)
         elif source.kind == "url":
-            zip_path = _local_or_fetched(origin, scratch, downloader, f"--{source.name}")
-            convert_zip(zip_path, writer, source.leaf)
+            zip_path = _local_or_fetched(origin, scratch, downloader, _origin_flag(source))
+            convert_zip(zip_path, writer, source.leaf, max_member_bytes=options.max_member_bytes)
+        elif source.kind == "hf":
+            files = hf if hf is not None else HubDatasetFiles(options.endpoint)
+            description["commit"] = convert_hf_dataset(
+                origin,
+                files,
+                downloader,
+                scratch,
+                writer,
+                source.leaf,
+                options.keep_archives,
+                options.max_member_bytes,
+            )
         elif source.kind == "cc3m":
-            flag = "--cc3m_train_tsv" if source.split == "train" else "--cc3m_val_tsv"
-            tsv = _local_or_fetched(origin, scratch / "tsv", downloader, flag)
+            tsv = _local_or_fetched(origin, scratch / "tsv", downloader, _origin_flag(source))
             chunks_key = fingerprint({"tsv": origin, "preprocessing": _comparable_prep(root)})
-            log = ChunkLog(root.work / "state" / f"{source.name}.chunks.json", chunks_key)
+            log_path = root.work / "state" / f"{source.name}.chunks.json"
+            if redone:  # its images were deleted: so is the record of chunks done
+                log_path.unlink(missing_ok=True)
+            log = ChunkLog(log_path, chunks_key)
             build_cc3m(
                 read_urls(tsv),
                 source.leaf,
@@ -166,6 +284,7 @@ def build_real_source(
             "origin": origin,
             "leaves": [source.leaf],
             "target_images": cap,
+            **description,
         },
     )
     return report
@@ -225,6 +344,7 @@ def import_kaggle_subset(
                 "leaf_dir": leaf_dir,
                 "cap": options.max_images,
                 "preprocessing": _comparable_prep(root),
+                **_limits(options),
             }
         )
         if root.is_done(unit, key, prefixes):
@@ -233,6 +353,7 @@ def import_kaggle_subset(
             reports.append(report)
             continue
         root.remove_temporaries(prefixes)
+        root.begin(unit, prefixes)
         wanted = set(names)
         bar = tqdm(
             total=len(names), desc=f"{split}/{leaf}", unit="img", disable=not options.progress
@@ -247,6 +368,7 @@ def import_kaggle_subset(
                 leaf,
                 select=wanted.__contains__,
                 relative_of=lambda name: _subset_leaf(name, labels)[3],  # type: ignore[index]
+                max_member_bytes=options.max_member_bytes,
             )
             rows = writer.finish()
         finally:
@@ -277,7 +399,7 @@ def describe_plan(sources: list[RealSource], subset: bool, options: RealOptions)
         origin = options.origins.get(s.name, s.origin)
         cap = _cap(s.images, options.max_images)
         shown = "all" if cap is None else str(cap)
-        how = {"cc3m": "img2dataset over", "kaggle": "Kaggle", "url": "zip at"}[s.kind]
+        how = KIND_WORDS.get(s.kind, s.kind)
         lines.append(f"{s.name:12s} {s.split:5s} {shown:>8s}  {how} {origin} -> {s.leaf_dir()}")
     if subset:
         slug = options.origins.get(KAGGLE_SUBSET, KAGGLE_SUBSET_SLUG)

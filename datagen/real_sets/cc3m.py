@@ -22,9 +22,8 @@ from urllib.parse import urlsplit
 
 from datagen.errors import UserError
 from datagen.fileio import atomic_write_json, atomic_write_text
+from datagen.real_sets import import_failure
 from datagen.source_writer import BEYOND_CAP, SourceWriter
-
-INSTALL_HELP = "CC3M needs img2dataset: pip install -e '.[realdata]'"
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,17 @@ def _import_img2dataset():  # type: ignore[no-untyped-def]
     try:
         import img2dataset
     except ImportError as exc:
-        raise UserError(INSTALL_HELP) from exc
+        raise UserError(import_failure("CC3M's img2dataset", "img2dataset", exc)) from exc
     return img2dataset
+
+
+def img2dataset_problems() -> list[str]:
+    """What would stop a CC3M download now (img2dataset's import); [] if nothing."""
+    try:
+        _import_img2dataset()
+    except UserError as exc:
+        return [str(exc)]
+    return []
 
 
 def run_img2dataset(

@@ -2,8 +2,11 @@
 
 ``KaggleClient`` is what the builders need (download one dataset's zip into a folder); the
 ``KaggleApiClient`` implements it with the official ``kaggle`` package, imported only when a
-Kaggle source is actually built, after checking that credentials exist (without them the
-package prints a long help text and exits). Tests pass their own client.
+Kaggle source is checked or built. Importing ``kaggle`` authenticates at once (the package
+creates a client in its ``__init__``), printing a long help text when that fails, so the
+import runs with its output captured, and credentials are checked beforehand. An import that
+fails is reported with its own error (``kaggle`` 2.x imports ``six`` without declaring it, so
+a bare install fails on that module, not on ``kaggle``). Tests pass their own client.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from datagen.errors import UserError
+from datagen.real_sets import import_failure
 
 CREDENTIALS_HELP = (
     "Kaggle credentials not found. Create an API token at https://www.kaggle.com/settings "
@@ -24,7 +28,6 @@ CREDENTIALS_HELP = (
     "or save kaggle.json as ~/.kaggle/kaggle.json (chmod 600); newer tokens also work as\n"
     "  export KAGGLE_API_TOKEN=<token>"
 )
-INSTALL_HELP = "the Kaggle sources need the kaggle package: pip install -e '.[realdata]'"
 
 
 class KaggleClient(Protocol):
@@ -52,6 +55,27 @@ def has_credentials(env: Mapping[str, str] | None = None) -> bool:
     return any((folder / name).is_file() for folder in _config_dirs(env) for name in names)
 
 
+def import_kaggle_api() -> Any:
+    """The ``KaggleApi`` class; :class:`UserError` naming the module that failed to import."""
+    try:
+        # Importing ``kaggle`` authenticates and prints help on failure: keep it quiet.
+        with contextlib.redirect_stdout(io.StringIO()):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+    except ImportError as exc:
+        raise UserError(import_failure("the Kaggle client", "kaggle", exc)) from exc
+    return KaggleApi
+
+
+def kaggle_problems() -> list[str]:
+    """What would stop a Kaggle download now (credentials, the client's import); [] if none."""
+    problems = [] if has_credentials() else [CREDENTIALS_HELP]
+    try:
+        import_kaggle_api()
+    except UserError as exc:
+        problems.append(str(exc))
+    return problems
+
+
 class KaggleApiClient:
     """:class:`KaggleClient` backed by the official ``kaggle`` package."""
 
@@ -63,13 +87,7 @@ class KaggleApiClient:
             return self._api
         if not has_credentials():
             raise UserError(CREDENTIALS_HELP)
-        try:
-            # Importing ``kaggle`` authenticates and prints help on failure: keep it quiet.
-            with contextlib.redirect_stdout(io.StringIO()):
-                from kaggle.api.kaggle_api_extended import KaggleApi
-        except ImportError as exc:
-            raise UserError(INSTALL_HELP) from exc
-        api = KaggleApi()
+        api = import_kaggle_api()()
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 api.authenticate()

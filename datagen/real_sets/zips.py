@@ -2,7 +2,9 @@
 
 Members are taken in sorted name order (so ``--max_images_per_source`` keeps the same images
 on every run); a folder that holds every image (``resized/``, ``celeba_hq_256/``) is dropped
-from the output names, other folders (``train/cat/``) are kept.
+from the output names, other folders (``train/cat/``) are kept. A member whose stated size
+(``ZipInfo.file_size``, from the central directory) exceeds the member cap is refused and
+counted without being read; ``zipfile`` never returns more bytes than that stated size.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from datagen.errors import UserError
-from datagen.source_writer import NOT_IMAGE, UNREADABLE, SourceWriter, is_image_name
+from datagen.limits import MAX_MEMBER_BYTES
+from datagen.source_writer import (
+    NOT_IMAGE,
+    OVERSIZED,
+    UNREADABLE,
+    SourceWriter,
+    is_image_name,
+)
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
@@ -43,11 +52,13 @@ def convert_zip(
     leaf: str,
     select: Callable[[str], bool] = lambda name: True,
     relative_of: Callable[[str], str] | None = None,
+    max_member_bytes: int | None = MAX_MEMBER_BYTES,
 ) -> None:
     """Offer every image of the zip at ``path`` (that ``select`` accepts) to ``writer``.
 
     ``relative_of`` maps a member name to its path below the leaf folder (default: the name
-    without the folder common to all images).
+    without the folder common to all images). Members larger than ``max_member_bytes`` (None:
+    no cap) are skipped unread.
     """
     with open_zip(path) as archive:
         members = [m for m in image_members(archive) if select(m.filename)]
@@ -66,6 +77,9 @@ def convert_zip(
                 continue
             if writer.output_exists(leaf, relative):
                 writer.offer(leaf, relative, None)
+                continue
+            if max_member_bytes is not None and member.file_size > max_member_bytes:
+                writer.report.skip(OVERSIZED, f"{member.filename} ({member.file_size} bytes)")
                 continue
             try:
                 data = archive.read(member)

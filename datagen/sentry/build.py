@@ -4,6 +4,10 @@ For each archive: parts are fetched one by one (:class:`PartPipeline`), read as 
 (:class:`ChainedParts` -> :class:`GunzipReader` -> tar), each member mapped to its leaf folder
 and handed to a :class:`SourceWriter`; a consumed part is deleted at once. At the end of the
 source its rows replace the source's rows in the manifest, atomically.
+
+Members are skipped unread, and counted in the source's report, when they lie in no leaf the
+catalog keeps (``SDv15-CC30K``'s tars also hold ``SDv15-dpmsolver-25-15K``), are not images,
+have unsafe names, or are larger than ``--max_member_bytes``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,22 @@ from datagen.sentry.fetch import FetchFn, PartPipeline
 from datagen.sentry.hub import HubClient
 from datagen.sentry.parts import RemotePart
 from datagen.sentry.plan import ArchivePlan, SourcePlan
-from datagen.sentry.stream import ChainedParts, GunzipReader, StreamStats, iter_members
-from datagen.source_writer import NOT_FILE, PARTIAL, UNSAFE, SourceReport, SourceWriter
+from datagen.sentry.stream import (
+    MAX_MEMBER_BYTES,
+    ChainedParts,
+    GunzipReader,
+    StreamStats,
+    iter_members,
+)
+from datagen.source_writer import (
+    NOT_FILE,
+    OUTSIDE,
+    OVERSIZED,
+    PARTIAL,
+    UNSAFE,
+    SourceReport,
+    SourceWriter,
+)
 
 
 @dataclass(frozen=True)
@@ -31,13 +49,16 @@ class BuildOptions:
     prefetch: int = 1
     keep_archives: bool = False
     progress: bool = True
+    max_member_bytes: int | None = MAX_MEMBER_BYTES
 
 
 def member_leaf(plan: ArchivePlan, leaves: tuple[str, ...], name: str) -> tuple[str | None, str]:
-    """``(leaf, path below the leaf folder)`` for a member name.
+    """``(leaf, path below the leaf folder)`` for a member name; leaf None: not kept.
 
-    The path below is what follows the leaf's own folder in the member name, else the name
-    without its first folder (``tar --strip-components 1``), else the bare name.
+    A member belongs to the first kept leaf its folders name (the path below is what follows
+    that folder). Otherwise it belongs to the archive's own leaf, if it has one (the path below
+    is the name without its first folder, ``tar --strip-components 1``, else the bare name),
+    or to none: a leaf the catalog does not keep, skipped.
     """
     parts = PurePosixPath(name).parts
     for i, part in enumerate(parts[:-1]):
@@ -49,18 +70,29 @@ def member_leaf(plan: ArchivePlan, leaves: tuple[str, ...], name: str) -> tuple[
     return None, name
 
 
-def source_key(plan: SourcePlan, client: HubClient, prep: dict, max_images: int | None) -> str:
-    """What a finished source was built from; a change means it must be built again."""
-    return fingerprint(
-        {
-            "repo": client.repo_id,
-            "folder": plan.source.hub_path,
-            "leaves": plan.source.leaf_names,
-            "parts": [(p.path, p.size, p.sha256) for p in plan.kept_parts],
-            "max_images": max_images,
-            "preprocessing": {k: v for k, v in prep.items() if k != "encoder"},
-        }
-    )
+def source_key(
+    plan: SourcePlan,
+    client: HubClient,
+    prep: dict,
+    max_images: int | None,
+    max_member_bytes: int | None = MAX_MEMBER_BYTES,
+) -> str:
+    """What a finished source was built from; a change means it must be built again.
+
+    The member cap counts only when it is not the default, so sources built before the cap
+    existed stay finished.
+    """
+    facts = {
+        "repo": client.repo_id,
+        "folder": plan.source.hub_path,
+        "leaves": plan.source.leaf_names,
+        "parts": [(p.path, p.size, p.sha256) for p in plan.kept_parts],
+        "max_images": max_images,
+        "preprocessing": {k: v for k, v in prep.items() if k != "encoder"},
+    }
+    if max_member_bytes != MAX_MEMBER_BYTES:
+        facts["max_member_bytes"] = max_member_bytes
+    return fingerprint(facts)
 
 
 def source_description(plan: SourcePlan, client: HubClient, report: SourceReport) -> dict:
@@ -76,6 +108,8 @@ def source_description(plan: SourcePlan, client: HubClient, report: SourceReport
         "parts_total": plan.total_parts,
         "stream_cut": report.truncated,
         "partial_members_dropped": report.skipped.get(PARTIAL, 0),
+        "members_outside_kept_leaves": report.skipped.get(OUTSIDE, 0),
+        "oversized_members_refused": report.skipped.get(OVERSIZED, 0),
     }
 
 
@@ -85,6 +119,7 @@ def _stream_archive(
     pipeline: PartPipeline,
     writer: SourceWriter,
     report: SourceReport,
+    max_member_bytes: int | None = MAX_MEMBER_BYTES,
 ) -> None:
     chained = ChainedParts(pipeline.paths(), on_done=pipeline.on_consumed)
     reader = GunzipReader(chained, compressed=plan.archive.compressed, name=plan.archive.base)
@@ -95,7 +130,7 @@ def _stream_archive(
         leaf, below = member_leaf(plan, source_leaves, name)
         return writer.wants(leaf, below)
 
-    members = iter_members(reader, stats, wanted)
+    members = iter_members(reader, stats, wanted, max_member_bytes)
     try:
         stopped_early = False
         for member in members:
@@ -114,6 +149,8 @@ def _stream_archive(
         report.skip(NOT_FILE, plan.archive.base, stats.not_files)
     for name in stats.unsafe:
         report.skip(UNSAFE, name)
+    for name, size in stats.oversized:
+        report.skip(OVERSIZED, f"{name} ({size} bytes)")
     if stats.partial:
         report.skip(PARTIAL, plan.kept[-1].name, stats.partial)
 
@@ -130,13 +167,16 @@ def build_source(
     source = plan.source
     report = SourceReport(source.name, source.split, source.label)
     prefixes = source.prefixes()
-    key = source_key(plan, client, root.prep.to_dict(), options.max_images)
+    key = source_key(
+        plan, client, root.prep.to_dict(), options.max_images, options.max_member_bytes
+    )
     if root.is_done(source.name, key, prefixes):
         report.already_done = True
         for row in root.rows_under(prefixes):
             report.images[row.source] += 1
         return report
     root.remove_temporaries(prefixes)
+    root.begin(source.name, prefixes)  # images of unknown settings are made again
     expected = sum(plan.expected_images().values())
     report.expected_images = expected
     bar = tqdm(
@@ -166,7 +206,14 @@ def build_source(
             )
             success = False
             try:
-                _stream_archive(archive_plan, source.leaf_names, pipeline, writer, report)
+                _stream_archive(
+                    archive_plan,
+                    source.leaf_names,
+                    pipeline,
+                    writer,
+                    report,
+                    options.max_member_bytes,
+                )
                 success = True
             finally:
                 pipeline.close(success)

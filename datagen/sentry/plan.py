@@ -19,7 +19,7 @@ from datagen.sentry.parts import Archive, RemotePart, format_part_range, group_a
 
 @dataclass(frozen=True)
 class ArchivePlan:
-    """One archive of a source: the leaf it feeds (None: its members say) and kept parts."""
+    """One archive of a source: the leaf it feeds (None: its members' paths say) and kept parts."""
 
     archive: Archive
     leaf: str | None
@@ -80,16 +80,17 @@ class SourcePlan:
 
 
 def archive_leaf(source: HubSource, archive: Archive) -> str | bool | None:
-    """The leaf an archive feeds; None when its members say; False when it is not wanted."""
+    """The leaf every member of an archive belongs to; None when its members' paths say which
+    (the leaves exist only inside the tar); False when the archive is not wanted.
+
+    An archive in the source's Hub folder feeds the folder's own leaf when the folder is one
+    (``cogview2-22K``, the 1M train sets), else its members say. An archive in a subfolder
+    feeds the kept leaf the subfolder is named after; one in any other subfolder is skipped.
+    """
     below = PurePosixPath(archive.directory).relative_to(source.hub_path).parts
     if below:
         return below[0] if below[0] in source.leaf_names else False
-    if archive.stem in source.leaf_names:
-        return archive.stem
-    last = source.folder.rsplit("/", 1)[-1]
-    if len(source.leaf_names) == 1 and source.leaf_names[0] == last:
-        return last
-    return None
+    return source.folder_leaf
 
 
 def plan_source(client: HubClient, source: HubSource, max_images: int | None = None) -> SourcePlan:
@@ -141,7 +142,7 @@ def format_plan(plans: list[SourcePlan], prefetch: int, keep: bool) -> str:
             f"{plan.kept_bytes:>12d} {expected:>10d} {plan.scratch(prefetch, keep):>10d}"
         )
         for a in plan.archives:
-            leaf = a.leaf or "(several leaves)"
+            leaf = a.leaf or "leaves inside the tar"
             lines.append(
                 f"    {leaf}: {len(a.kept)} of {len(a.archive.parts)} parts "
                 f"({format_part_range(a.kept)}), {format_bytes(a.kept_bytes)}"

@@ -4,7 +4,8 @@
 can be deleted); ``GunzipReader`` decompresses, telling a stream that ended early (the first
 k parts of an archive) from a complete one; ``iter_members`` walks the tar stream and stops
 cleanly at a truncated end: every whole member is yielded, the partial one is dropped and
-counted.
+counted. A member larger than ``max_member_bytes`` is refused from its header's size: its data
+is skipped in small reads, never held in memory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datagen.errors import UserError
+from datagen.limits import MAX_MEMBER_BYTES
 
 _CHUNK = 1 << 20
 _TAIL = 1 << 16
@@ -149,6 +151,7 @@ class StreamStats:
     unsafe: list[str] = field(default_factory=list)
     partial: int = 0
     truncated: bool = False
+    oversized: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -171,11 +174,14 @@ def iter_members(
     reader: GunzipReader,
     stats: StreamStats,
     wanted: Callable[[str], bool] = lambda name: True,
+    max_member_bytes: int | None = MAX_MEMBER_BYTES,
 ) -> Iterator[Member]:
     """Yield the regular-file members of the tar stream ``reader`` whose name is ``wanted``.
 
-    Members with unsafe names are never yielded (listed in ``stats.unsafe``). A stream cut short
-    ends the iteration: the member it cut is counted in ``stats.partial``.
+    Members with unsafe names are never yielded (listed in ``stats.unsafe``). A wanted member
+    whose header states more than ``max_member_bytes`` (None: no cap) is refused unread
+    (listed in ``stats.oversized``); the tar reader then skips its data in small reads. A
+    stream cut short ends the iteration: the member it cut is counted in ``stats.partial``.
     """
     try:
         archive = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
@@ -206,6 +212,9 @@ def iter_members(
                 stats.unsafe.append(info.name)
                 continue
             if not wanted(info.name):
+                continue
+            if max_member_bytes is not None and info.size > max_member_bytes:
+                stats.oversized.append((info.name, info.size))
                 continue
             handle = archive.extractfile(info)
             try:

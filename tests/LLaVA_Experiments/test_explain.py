@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from datagen.errors import UserError
 from datagen.manifest import read_manifest, select
@@ -115,6 +116,21 @@ def test_four_bit_needs_a_gpu(tiny_llava: Path, capsys) -> None:
         load_model(str(tiny_llava), device="cpu", load_in_4bit=True)
 
 
+def test_a_quantised_vision_tower_is_refused(tiny_llava: Path) -> None:
+    """After a 4-bit load, a vision tower or projector layer in 4 bit is a clear error."""
+    from LLaVA_Experiments.model import check_four_bit
+
+    class Linear4bit(torch.nn.Linear):  # stands in for bitsandbytes' layer
+        pass
+
+    model, _ = load_model(str(tiny_llava), device="cpu")
+    model.model.language_model.layers[0].mlp.up_proj = Linear4bit(4, 4)
+    check_four_bit(model)  # the language model's layers are meant to be 4-bit
+    model.model.vision_tower.encoder.layers[0].mlp.fc1 = Linear4bit(4, 4)
+    with pytest.raises(UserError, match=r"must stay 16-bit.*vision_tower\.encoder\.layers\.0"):
+        check_four_bit(model)
+
+
 def test_cli_resumes_after_a_kill(
     tiny_llava: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
@@ -170,8 +186,6 @@ def test_uncached_hub_model_fails_fast_offline(monkeypatch) -> None:
 
 
 def test_bad_device_is_a_clear_error(monkeypatch) -> None:
-    import torch
-
     from LLaVA_Experiments.model import pick_device
 
     with pytest.raises(UserError, match="--device gpu0: not a device name"):

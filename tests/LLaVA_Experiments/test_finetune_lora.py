@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -206,3 +207,236 @@ def test_bfloat16_training_keeps_float32_masters(
     for record in records:  # bf16 inference: the same P(fake) as one unpadded forward pass
         expected = independent_prob_fake(trained, processor, tiny_data, record)
         assert record["prob_fake"] == pytest.approx(expected, abs=2e-2)
+
+
+def _metaspace_processor(processor):
+    """``processor`` with a sentencepiece-like tokenizer (BPE over ``▁``-joined words, byte
+    fallback, ``<s>`` prepended), as Vicuna's, trained in memory."""
+    from tokenizers import Tokenizer, models, normalizers, processors, trainers
+    from transformers import LlavaNextProcessor, PreTrainedTokenizerFast
+
+    from LLaVA_Experiments.tiny_model import WORDS
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    tok.train_from_iterator([WORDS], trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                                         show_progress=False))  # fmt: skip
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        pad_token="<pad>", extra_special_tokens={"image_token": "<image>"},
+    )  # fmt: skip
+    return LlavaNextProcessor(
+        image_processor=processor.image_processor, tokenizer=fast, patch_size=4,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+    )  # fmt: skip
+
+
+def test_conversation_length_counts_what_encode_makes(tiny_llava: Path, tiny_data: Path) -> None:
+    """The length check (image size + tokenizer, no pixels) equals the encoded length, with the
+    word-level test tokenizer and with a sentencepiece-like one (non-ASCII text too)."""
+    from PIL import Image
+
+    from LLaVA_Experiments.model import conversation_length
+
+    _, processor = load_model(str(tiny_llava), device="cpu")
+    record = _records(tiny_data, 1)[0]
+    two_turns = {**record, "conversations": [*record["conversations"],
+                 {"from": "human", "value": "why?"},
+                 {"from": "gpt", "value": "édges  and\nnoise"}]}  # fmt: skip
+    for proc in (processor, _metaspace_processor(processor)):
+        for size in ((16, 16), (8, 16), (16, 8), (12, 12), (5, 9)):
+            image = Image.new("RGB", (size[1], size[0]))
+            for rec in (record, two_turns):
+                encoded = encode_conversation(proc, image, rec, max_length=10_000)
+                assert conversation_length(proc, rec, size) == encoded["input_ids"].shape[1]
+
+
+def _long_records(root: Path) -> list[dict]:
+    records = _records(root, 3)
+    records[1]["id"] = "too-long"
+    records[1]["conversations"][1]["value"] = "noise " * 40 + "\nAnswer: fake"
+    return records
+
+
+def test_too_long_conversations_are_found_before_training(
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from LLaVA_Experiments.model import conversation_length, image_size, load_processor
+
+    processor = load_processor(str(tiny_llava))
+    records = _long_records(tiny_data)
+    lengths = [conversation_length(processor, r, image_size(tiny_data, r["image"]))
+               for r in records]  # fmt: skip
+    limit = max(lengths[0], lengths[2])
+    assert lengths[1] > limit
+    message = rf"--max_length {limit} tokens.*'too-long' \({lengths[1]} tokens\)"
+    with pytest.raises(UserError, match=message):
+        ft.check_lengths(records, tiny_data, processor, limit)
+    kept, dropped = ft.check_lengths(records, tiny_data, processor, limit, drop=True)
+    assert [r["id"] for r in kept] == ["c0", "c2"]
+    assert dropped == [{"id": "too-long", "tokens": lengths[1]}]
+    assert ft.check_lengths(records, tiny_data, processor, lengths[1]) == (records, [])
+    # the CLI refuses before loading the weights, and leaves out with --drop_too_long
+    data = _write(tmp_path / "train.json", records)
+    argv = ["--model", str(tiny_llava), "--data", str(data), "--data_root", str(tiny_data),
+            "--device", "cpu", "--lora_r", "2", "--lora_alpha", "4", "--grad_accum", "1",
+            "--max_length", str(limit), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    real_load = ft.load_model
+    loaded = []
+    monkeypatch.setattr(ft, "load_model", lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+    assert ft.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"'too-long' ({lengths[1]} tokens)" in err and "--drop_too_long" in err
+    assert not loaded and not (tmp_path / "out").exists()
+    assert ft.main([*argv, "--drop_too_long"]) == 0
+    assert "too-long" in capsys.readouterr().err
+    info = json.loads((tmp_path / "out" / "training_info.json").read_text())
+    assert info["dropped_too_long"] == dropped and info["conversations"] == 2
+    assert info["steps"] == 2 and info["skipped"] == []
+
+
+def test_step_without_labelled_tokens_is_skipped(
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A conversation whose answer is cut to nothing (all labels -100) gives no step: the
+    adapter stays as the previous step left it (no AdamW momentum update), finite, and no NaN
+    loss is recorded."""
+    model, processor = load_model(str(tiny_llava), device="cpu", dtype="bfloat16")
+    short, long_ = _records(tiny_data, 2)
+    long_["id"] = "cut"
+    long_["conversations"][0]["value"] = user_text(QUESTION + " texture edges noise smooth")
+    image = load_image(tiny_data, long_["image"])
+    labels = encode_conversation(processor, image, long_)["labels"][0]
+    cut = int((labels != IGNORE_INDEX).nonzero().min())  # keeps none of long_'s answer
+    order = ft._order(2, 0, 0)
+    records = [short, long_] if order[0] == 0 else [long_, short]  # the labelled one first
+    config = ft.TrainConfig(lora_r=4, lora_alpha=8, lr=0.2, mm_projector_lr=0.2, max_steps=2,
+                            grad_accum=1, max_length=cut, lora_dropout=0.0,
+                            warmup_ratio=0.0)  # fmt: skip
+    wrapped: list = []  # the peft model train() builds, to look at after each step
+    real_add_lora = ft.add_lora
+    monkeypatch.setattr(
+        ft, "add_lora", lambda m, c: wrapped.append(real_add_lora(m, c)) or wrapped[0]
+    )
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def snapshot(step: int, loss: float | None) -> None:
+        params = wrapped[0].named_parameters()
+        snapshots.append({n: p.detach().clone() for n, p in params if p.requires_grad})
+
+    _, losses = ft.train(model, processor, records, tiny_data, tmp_path / "a", config,
+                         on_step=snapshot)  # fmt: skip
+    assert len(losses) == 1 and all(map(math.isfinite, losses))
+    assert len(snapshots) == 2
+    for name, after in snapshots[1].items():
+        assert torch.isfinite(after).all(), name
+        assert torch.equal(after, snapshots[0][name]), name  # step 2 was not applied
+    text = (tmp_path / "a" / "training_info.json").read_text()
+    info = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in training_info"))
+    assert info["steps"] == 2 and info["skipped"] == [
+        {"id": "cut", "step": 2, "why": "no labelled token"}
+    ]
+
+
+def test_default_max_length_fits_every_256px_conversation() -> None:
+    """1,176 image tokens (real LLaVA-1.6 processing) + the longest prompt + the longest answer
+    make_train_data can produce fit the default --max_length with a margin."""
+    from LLaVA_Experiments import make_train_data
+    from LLaVA_Experiments.full_size import full_size_processor
+    from LLaVA_Experiments.model import build_prompt, image_token_count
+
+    image_tokens = image_token_count(full_size_processor(), 256, 256)
+    assert image_tokens == 1176
+    # any tokenizer spends at most one token per ASCII character, plus <s> and one
+    # word-boundary marker per text piece around <image>
+    prompt = build_prompt(QUESTION)
+    assert prompt.isascii()
+    prompt_bound = len(prompt) - len("<image>") + 1 + 3
+    answer_bound = make_train_data.build_parser().parse_args([]).max_new_tokens + 8 + 1
+    needed = image_tokens + prompt_bound + answer_bound
+    default = ft.TrainConfig().max_length
+    assert ft.build_parser().parse_args(["--data", "x"]).max_length == default
+    assert needed + 128 <= default, (needed, default)
+
+
+def test_recipe_defaults_and_projector_param_group(tiny_llava: Path) -> None:
+    args = ft.build_parser().parse_args(["--data", "x"])
+    assert (args.grad_accum, args.lr, args.mm_projector_lr) == (8, 2e-4, 2e-5)
+    assert (args.lora_r, args.lora_alpha, args.lora_dropout) == (128, 256, 0.05)
+    config = ft.TrainConfig(lora_r=4, lora_alpha=8)
+    assert config.grad_accum == 8 and config.mm_projector_lr == 2e-5
+    model, _ = load_model(str(tiny_llava), device="cpu")
+    peft_model = ft.add_lora(model, config)
+    optimizer = ft.build_optimizer(peft_model, config)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert set(groups) == {"lora", "projector"}
+    assert (groups["lora"]["lr"], groups["projector"]["lr"]) == (2e-4, 2e-5)
+    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    projector = {id(p) for n, p in trainable.items() if "multi_modal_projector" in n}
+    lora = {id(p) for n, p in trainable.items() if "lora_" in n}
+    assert projector and {id(p) for p in groups["projector"]["params"]} == projector
+    assert lora and {id(p) for p in groups["lora"]["params"]} == lora
+
+
+def _setup_snapshot(model) -> dict:
+    """What the training setup decided: each parameter's dtype and trainability, and how every
+    checkpointed layer recomputes (None: not checkpointed)."""
+    layers = {}
+    for name, module in model.named_modules():
+        if getattr(module, "gradient_checkpointing", False):
+            func = module._gradient_checkpointing_func
+            layers[name] = getattr(func, "keywords", {}).get("use_reentrant", "unset")
+    params = {n: (str(p.dtype), p.requires_grad) for n, p in model.named_parameters()}
+    return {"params": params, "checkpointed": layers}
+
+
+def test_four_bit_runs_are_set_up_the_same_fresh_and_resumed(
+    tiny_llava: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """--load_in_4bit (simulated: bitsandbytes needs a GPU) goes through peft's
+    prepare_model_for_kbit_training with non-reentrant checkpointing, on a fresh run and on a
+    resumed one alike."""
+    import peft
+
+    real_load, real_prepare, real_optimizer = ft.load_model, peft.prepare_model_for_kbit_training, (
+        ft.build_optimizer
+    )  # fmt: skip
+    calls: list[tuple] = []
+    setups: list[dict] = []
+
+    def load_4bit(model_id, device, load_in_4bit, dtype, processor=None):
+        assert load_in_4bit
+        model, processor = real_load(model_id, device, False, dtype, processor=processor)
+        model.is_loaded_in_4bit = True  # what peft looks at
+        return model, processor
+
+    def prepare(model, **kwargs):
+        calls.append(("prepare", tuple(sorted(kwargs.items()))))
+        return real_prepare(model, **kwargs)
+
+    def optimizer(model, config):
+        setups.append(_setup_snapshot(model))
+        return real_optimizer(model, config)
+
+    monkeypatch.setattr(ft, "load_model", load_4bit)
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", prepare)
+    monkeypatch.setattr(ft, "build_optimizer", optimizer)
+    data = _write(tmp_path / "train.json", _records(tiny_data, 4))
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_llava), "--data", str(data), "--data_root", str(tiny_data),
+            "--device", "cpu", "--dtype", "bfloat16", "--lora_r", "2", "--lora_alpha", "4",
+            "--grad_accum", "1", "--max_steps", "2", "--save_steps", "1", "--load_in_4bit",
+            "--output_dir", str(out)]  # fmt: skip
+    assert ft.main(argv) == 0
+    assert ft.main([*argv, "--resume", str(out / "checkpoint-1")]) == 0
+    kwargs = (("gradient_checkpointing_kwargs", {"use_reentrant": False}),
+              ("use_gradient_checkpointing", True))  # fmt: skip
+    assert calls == [("prepare", kwargs)] * 2
+    fresh, resumed = setups
+    assert fresh == resumed
+    assert fresh["checkpointed"] and set(fresh["checkpointed"].values()) == {False}
+    # resuming a 4-bit run without --load_in_4bit is refused
+    assert ft.main([a for a in argv if a != "--load_in_4bit"]
+                   + ["--resume", str(out / "checkpoint-1")]) == 2  # fmt: skip

@@ -8,8 +8,13 @@ The server speaks the part of the Hub API that ``huggingface_hub`` uses here:
 * ``HEAD``/``GET /datasets/{repo}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``,
   ``ETag``, ``Content-Length``, ``Accept-Ranges`` and ``Range`` support (206, ``If-Range``).
 
-Errors carry the Hub's ``X-Error-Code`` header. Hooks let tests slow a file down, make the
-first requests of a file fail or drop the connection mid-body, and see every request made.
+Errors carry the Hub's ``X-Error-Code`` header (404 ``EntryNotFound`` for any folder or file
+the repository does not hold, as on the real Hub). Hooks let tests slow a file down, make the
+first requests of a file fail or drop the connection mid-body, and see every request made
+with the status it got.
+
+:func:`sentry_hub` fills a stand-in with all nine Sentry sources of the catalog, laid out as
+on the real ``InfImagine/FakeImageDataset`` (see :data:`SENTRY_LAYOUT`), with tiny images.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -72,6 +78,21 @@ class Request:
     method: str
     path: str
     headers: dict[str, str]
+    status: int | None = None
+
+    @property
+    def repo_path(self) -> str | None:
+        """The folder (tree API) or file (resolve URL) asked for, else None."""
+        path = unquote(urlsplit(self.path).path)
+        for marker in ("/tree/", "/resolve/"):
+            if marker in path:
+                return path.split(marker, 1)[1].partition("/")[2]
+        return None
+
+    @property
+    def kind(self) -> str:
+        path = urlsplit(self.path).path
+        return "tree" if "/tree/" in path else "resolve" if "/resolve/" in path else "other"
 
 
 @dataclass
@@ -147,7 +168,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _record(self) -> None:
-        self.hub.requests.append(Request(self.command, self.path, dict(self.headers.items())))
+        self._current = Request(self.command, self.path, dict(self.headers.items()))
+        self.hub.requests.append(self._current)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        current = getattr(self, "_current", None)
+        if current is not None and current.status is None:
+            current.status = code
+        super().send_response(code, message)
 
     def _error(self, status: int, code: str, message: str = "") -> None:
         body = json.dumps({"error": message or code}).encode()
@@ -319,3 +347,151 @@ def members_within(archive: bytes, cut: int) -> tuple[list[str], int]:
     whole = [i.name for i in infos if i.offset_data + i.size <= available]
     partial = int(any(i.offset < available < i.offset_data + i.size for i in infos))
     return whole, partial
+
+
+# --- The stand-in Sentry repository -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StandInArchive:
+    """One archive of the stand-in repository, laid out as on the real Hub.
+
+    ``folder``: the Hub folder holding the parts; ``parts``: how many (0: one un-numbered
+    ``.tar.gz``); ``width``: digits of the part suffix (1: ``.0``, 2: ``.00``); ``leaves``: the
+    leaf folders inside the tar (kept by the catalog or not) and how many images each holds.
+    """
+
+    folder: str
+    base: str
+    parts: int
+    width: int
+    leaves: tuple[tuple[str, int], ...]
+
+    def part_paths(self) -> list[str]:
+        if self.parts == 0:
+            return [f"{self.folder}/{self.base}"]
+        return [f"{self.folder}/{name}" for name in part_names(self.base, self.parts, self.width)]
+
+
+def _sg3(*names: str, images: int = 3) -> tuple[tuple[str, int], ...]:
+    return tuple((f"stylegan3-{n}", images) for n in names)
+
+
+# The real layout (issue 11): parts sit directly in the source folder and the leaf folders exist
+# only inside the tar, except for the two 1M train sets, whose parts sit in their leaf's folder.
+# Facts: SDv15-CC30K has parts .0-.4 and two leaves (the catalog keeps SDv15R-dpmsolver-25-15K),
+# SDv21-CC15K .0-.2, Midjourney one un-numbered .tar.gz; the leaves inside IF-CC95K and
+# stylegan3-60K follow the dataset card (six each, four kept). The other part counts and suffix
+# widths are the stand-in's own choice (small; some ".00"-padded, .10 after .9 in one).
+_SG3_ALL = ("r-afhqv2-512x512", "r-ffhqu-1024x1024", "r-metfaces-1024x1024")
+_SG3_ALL += ("t-afhqv2-512x512", "t-ffhqu-1024x1024", "t-metfaces-1024x1024")
+_IF_VAL = ("ddim-25", "ddim-50", "ddpm-50", "dpmsolver++-10", "dpmsolver++-25", "dpmsolver++-50")
+SENTRY_LAYOUT: tuple[StandInArchive, ...] = (
+    StandInArchive(
+        "ImageData/train/IFv1-CC1M/IFv1-dpmsolver++-50-1M",
+        "IFv1-dpmsolver++-50-1M.tar.gz",
+        12,
+        2,
+        (("IFv1-dpmsolver++-50-1M", 40),),
+    ),
+    StandInArchive(
+        "ImageData/train/SDv15R-CC1M/SDv15R-dpmsolver-25-1M",
+        "SDv15R-dpmsolver-25-1M.tar.gz",
+        14,
+        2,
+        (("SDv15R-dpmsolver-25-1M", 42),),
+    ),
+    StandInArchive(
+        "ImageData/train/stylegan3-80K", "stylegan3-80K.tar.gz", 11, 1, _sg3(*_SG3_ALL, images=4)
+    ),
+    StandInArchive(
+        "ImageData/val/IF-CC95K",
+        "IF-CC95K.tar.gz",
+        6,
+        2,
+        tuple((f"IF-{s}-15K", 3) for s in _IF_VAL),
+    ),
+    StandInArchive(
+        "ImageData/val/Midjourneyv5-5K", "Midjourneyv5-5K.tar.gz", 0, 0, (("Midjourneyv5-5K", 4),)
+    ),
+    StandInArchive(
+        "ImageData/val/SDv15-CC30K",
+        "SDv15-CC30K.tar.gz",
+        5,
+        1,
+        (("SDv15-dpmsolver-25-15K", 5), ("SDv15R-dpmsolver-25-15K", 5)),
+    ),
+    StandInArchive(
+        "ImageData/val/SDv21-CC15K", "SDv21-CC15K.tar.gz", 3, 1, (("SDv2-dpmsolver-25-10K", 9),)
+    ),
+    StandInArchive(
+        "ImageData/val/cogview2-22K", "cogview2-22K.tar.gz", 4, 1, (("cogview2-22K", 8),)
+    ),
+    StandInArchive("ImageData/val/stylegan3-60K", "stylegan3-60K.tar.gz", 4, 1, _sg3(*_SG3_ALL)),
+)
+# Other files of the real repository, listed but never fetched.
+_OTHER_FILES = {
+    ".gitattributes": b"*.gz* filter=lfs diff=lfs merge=lfs -text\n",
+    "README.md": b"# FakeImageDataset (stand-in)\n",
+    "MetaData/train/IF-CC1M.csv": b"path,label\n",
+    "MetaData/val/SDv15-CC30K.csv": b"path,label\n",
+}
+
+
+def layout_members(archive: StandInArchive) -> list[tuple[str, bytes]]:
+    """The archive's images, ``<leaf>/<n>.png``, the leaves taking turns (so that the first
+    parts of a multi-leaf archive hold some of every leaf)."""
+    seed = int.from_bytes(hashlib.sha256(archive.base.encode()).digest()[:4], "big")
+    members = []
+    for i in range(max(n for _, n in archive.leaves)):
+        for j, (leaf, count) in enumerate(archive.leaves):
+            if i < count:
+                members.append((f"{leaf}/{i:05d}.png", noise_png(seed + 1000 * j + i)))
+    return members
+
+
+@cache
+def _layout_archive(archive: StandInArchive) -> bytes:
+    return tar_gz(layout_members(archive))
+
+
+@dataclass
+class SentryStandIn:
+    """A :class:`FakeHub` holding all nine sources, and what each archive holds."""
+
+    hub: FakeHub
+    archives: dict[str, bytes]  # Hub folder -> the whole archive (before splitting)
+    layout: dict[str, StandInArchive]  # Hub folder -> its layout
+
+    def parts(self, folder: str) -> list[str]:
+        return self.layout[folder].part_paths()
+
+
+def sentry_hub(
+    extra: Mapping[str, Sequence[tuple[str, bytes]]] | None = None,
+    extra_infos: Mapping[str, Sequence[tarfile.TarInfo]] | None = None,
+    page_size: int = 4,
+) -> SentryStandIn:
+    """A stand-in repository with every archive of :data:`SENTRY_LAYOUT`.
+
+    ``extra``/``extra_infos`` (Hub folder -> members / tar entries) are appended to that
+    folder's archive, after its images.
+    """
+    hub = FakeHub(page_size=page_size)
+    for path, data in _OTHER_FILES.items():
+        hub.add(path, data)
+    archives, layout = {}, {}
+    for archive in SENTRY_LAYOUT:
+        added = list((extra or {}).get(archive.folder, ()))
+        infos = list((extra_infos or {}).get(archive.folder, ()))
+        if added or infos:
+            data = tar_gz([*layout_members(archive), *added], infos)
+        else:
+            data = _layout_archive(archive)
+        if archive.parts == 0:
+            hub.add(f"{archive.folder}/{archive.base}", data)
+        else:
+            hub.add_parts(archive.folder, archive.base, data, archive.parts, archive.width)
+        archives[archive.folder] = data
+        layout[archive.folder] = archive
+    return SentryStandIn(hub, archives, layout)

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from datagen import add_real_data, make_sentry_subset
+from datagen.catalog import REAL_SOURCES
 from datagen.convert import convert_bytes
 from datagen.errors import UserError
 from datagen.manifest import FAKE, REAL, read_manifest
@@ -25,8 +26,9 @@ from datagen.real_sets.kaggle import KaggleApiClient, has_credentials
 from tests.datagen.fake_hub import FakeHub, ServedHub, noise_png, tar_gz
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FFHQ = "xhlulu/flickrfaceshq-dataset-nvidia-resized-256px"
-CELEBA = "badasstechie/celebahq-resized-256x256"
+# The catalog's Kaggle slugs (whichever Kaggle dataset the catalog names for each).
+FFHQ = next(s.origin for s in REAL_SOURCES if s.name == "ffhq")
+CELEBA = next(s.origin for s in REAL_SOURCES if s.name == "celeba-hq")
 
 
 def zip_bytes(files: dict[str, bytes]) -> bytes:
@@ -220,7 +222,8 @@ def test_missing_kaggle_credentials_say_how_to_set_them(
     assert "KAGGLE_KEY" in str(excinfo.value)
     code = add_real_data.main(cli_args(tmp_path / "ds", "--sources", "ffhq"))
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: Kaggle credentials not found")
+    assert code == 2 and err.startswith("error: cannot start: 1 problem")
+    assert "\n  ffhq: Kaggle credentials not found" in err
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "0123")
     assert has_credentials()

@@ -7,6 +7,7 @@ import pytest
 from datagen.catalog import (
     HUB_SOURCES,
     REAL_SOURCES,
+    format_catalog,
     kept_parts,
     leaf_labels,
     select_hub_sources,
@@ -21,7 +22,7 @@ def by_name(name: str):  # type: ignore[no-untyped-def]
 
 
 def test_train_fakes_match_the_design() -> None:
-    train = {s.folder: s for s in HUB_SOURCES if s.split == "train"}
+    train = {s.hub_folder: s for s in HUB_SOURCES if s.split == "train"}
     assert set(train) == {
         "IFv1-CC1M/IFv1-dpmsolver++-50-1M",
         "SDv15R-CC1M/SDv15R-dpmsolver-25-1M",
@@ -87,6 +88,53 @@ def test_leaf_folders_keep_the_original_layout() -> None:
     prefixes += [p for s in REAL_SOURCES for p in s.prefixes()]
     assert len(prefixes) == len(set(prefixes))
     assert all(not a.startswith(b) for a in prefixes for b in prefixes if a != b)
+
+
+# Source -> (Hub folder holding the tar parts, leaves kept from inside the tar): DESIGN
+# section 2, "Hub layout". Only the two 1M train sets keep their parts in a leaf folder.
+HUB_LAYOUT = {
+    "IFv1-CC1M": ("IFv1-CC1M/IFv1-dpmsolver++-50-1M", ("IFv1-dpmsolver++-50-1M",)),
+    "SDv15R-CC1M": ("SDv15R-CC1M/SDv15R-dpmsolver-25-1M", ("SDv15R-dpmsolver-25-1M",)),
+    "stylegan3-80K": ("stylegan3-80K", None),
+    "cogview2-22K": ("cogview2-22K", ("cogview2-22K",)),
+    "IF-CC95K": ("IF-CC95K", None),
+    "Midjourneyv5-5K": ("Midjourneyv5-5K", ("Midjourneyv5-5K",)),
+    "SDv15-CC30K": ("SDv15-CC30K", ("SDv15R-dpmsolver-25-15K",)),
+    "SDv21-CC15K": ("SDv21-CC15K", ("SDv2-dpmsolver-25-10K",)),
+    "stylegan3-60K": ("stylegan3-60K", None),
+}
+
+
+def test_entries_name_the_hub_folder_and_the_leaves_kept_inside_the_tar() -> None:
+    assert [s.name for s in HUB_SOURCES] == list(HUB_LAYOUT)
+    for s in HUB_SOURCES:
+        hub_folder, leaves = HUB_LAYOUT[s.name]
+        assert s.hub_folder == hub_folder, s.name
+        assert s.hub_path == f"ImageData/{s.split}/{hub_folder}"
+        assert s.folder == s.name  # the source folder, on the Hub and on disk
+        if leaves is not None:
+            assert s.leaf_names == leaves, s.name
+    sd15 = by_name("SDv15-CC30K")
+    assert sd15.folder_leaf is None  # its tars hold two leaves: the members' paths say
+    assert by_name("cogview2-22K").folder_leaf == "cogview2-22K"
+    assert by_name("IFv1-CC1M").folder_leaf == "IFv1-dpmsolver++-50-1M"
+    # On disk the original's layout, whatever the Hub folder.
+    assert sd15.leaf_dir("SDv15R-dpmsolver-25-15K") == (
+        "ImageData/val/SDv15-CC30K/SDv15R-dpmsolver-25-15K"
+    )
+    assert by_name("SDv21-CC15K").leaf_dir("SDv2-dpmsolver-25-10K") == (
+        "ImageData/val/SDv21-CC15K/SDv2-dpmsolver-25-10K"
+    )
+    assert by_name("cogview2-22K").prefixes() == ("ImageData/val/cogview2-22K/",)
+    assert by_name("SDv15R-CC1M").prefixes() == (
+        "ImageData/train/SDv15R-CC1M/SDv15R-dpmsolver-25-1M/",
+    )
+
+
+def test_format_catalog_shows_hub_folder_and_kept_leaves() -> None:
+    text = format_catalog()
+    assert "SDv15-CC30K -> SDv15R-dpmsolver-25-15K" in text
+    assert "IFv1-CC1M/IFv1-dpmsolver++-50-1M -> IFv1-dpmsolver++-50-1M" in text
 
 
 @pytest.mark.parametrize(

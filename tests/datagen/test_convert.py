@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from datagen.convert import ConversionPool, Result, Task, UnreadableImageError, convert_bytes
 from datagen.preprocess import Preprocessing
@@ -105,3 +105,50 @@ def test_pool_writes_the_same_files_as_one_process(tmp_path: Path) -> None:
         outputs[workers] = {p.name: p.read_bytes() for p in folder.iterdir()}
         assert sorted(outputs[workers]) == [f"{i}.jpg" for i in range(6)]  # no temporaries
     assert outputs[1] == outputs[2]
+
+
+def reference_conversion(data: bytes, prep: Preprocessing) -> bytes:
+    """The conversion as first written (every step a copy); the output must not have changed."""
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    if prep.resize == "center_crop":
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if image.size != (prep.size, prep.size):
+        image = image.resize((prep.size, prep.size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(
+        buffer, format="JPEG", quality=prep.jpeg_quality, subsampling=2, optimize=False
+    )
+    return buffer.getvalue()
+
+
+def test_the_faster_conversion_gives_the_same_bytes() -> None:
+    rotated = Image.Exif()
+    rotated[0x0112] = 8
+    pixels = photo(5, (300, 420))
+    sources = [
+        encoded(photo(1, (1024, 1024)), "PNG"),  # StyleGAN3-like: square, no crop
+        encoded(pixels, "PNG"),
+        encoded(pixels, "JPEG", quality=92),
+        encoded(pixels, "JPEG", quality=92, exif=rotated.tobytes()),
+        encoded(np.dstack([pixels, pixels[..., :1]]), "PNG"),  # RGBA
+        encoded(pixels[..., 0], "PNG"),  # L
+        encoded(photo(6, (256, 256)), "PNG"),  # FFHQ-like: already the target size
+    ]
+    palette = io.BytesIO()
+    Image.fromarray(pixels).quantize(64).save(palette, format="PNG")
+    sources.append(palette.getvalue())
+    for prep in (PREP, Preprocessing(resize="stretch")):
+        for i, data in enumerate(sources):
+            assert convert_bytes(data, prep) == reference_conversion(data, prep), (prep.resize, i)
+
+
+@pytest.mark.parametrize(("subsampling", "sampling"), [("4:2:0", 2), ("4:4:4", 0)])
+def test_the_subsampling_setting_is_what_the_file_has(subsampling: str, sampling: int) -> None:
+    data = encoded(photo(7, (300, 300)), "PNG")
+    out = convert_bytes(data, Preprocessing(subsampling=subsampling))
+    with Image.open(io.BytesIO(out)) as image:
+        assert JpegImagePlugin.get_sampling(image) == sampling

@@ -149,3 +149,107 @@ def test_redirects_are_followed_without_leaking_authorization(
     assert {k.lower(): v for k, v in handler.seen[0].items()}["authorization"] == "Bearer secret"
     (request,) = served.hub.downloads(PATH)
     assert "authorization" not in {k.lower() for k in request.headers}
+
+
+class _ShortBodies(BaseHTTPRequestHandler):
+    """Serves ``DATA`` (ranges honoured, no ETag); the first ``cut`` responses announce their
+    whole ``Content-Length`` but close after ``keep`` bytes of it."""
+
+    protocol_version = "HTTP/1.1"
+    cut = 0
+    keep = 1000
+    seen: ClassVar[list[str | None]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Range"))
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=", 1)[1].split("-", 1)[0])
+        if start >= len(DATA):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(DATA)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = DATA[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(DATA) - 1}/{len(DATA)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if type(self).cut > 0:
+            type(self).cut -= 1
+            body = body[: self.keep]
+            self.close_connection = True
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def short_server() -> Iterator[tuple[type[_ShortBodies], str]]:
+    handler = type("H", (_ShortBodies,), {"cut": 0, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield handler, f"http://127.0.0.1:{server.server_address[1]}/afhq_v2.zip"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_body_shorter_than_announced_is_resumed_not_kept(
+    short_server: tuple[type[_ShortBodies], str], tmp_path: Path
+) -> None:
+    """Size unknown to the caller (an AFHQ zip, a CC3M TSV): the server's length decides."""
+    handler, url = short_server
+    handler.cut = 1
+    d, waits = downloader()
+    dest = d.fetch(RemoteFile(url, "afhq_v2.zip"), tmp_path / "afhq_v2.zip")
+    assert dest.read_bytes() == DATA
+    assert handler.seen == [None, "bytes=1000-"]  # cut after 1000 bytes, resumed from there
+    assert len(waits) == 1
+    # Recorded as whole: a rerun takes it without a request.
+    d.fetch(RemoteFile(url, "afhq_v2.zip"), dest)
+    assert len(handler.seen) == 2
+
+
+def test_a_body_always_cut_short_fails_and_is_never_renamed(
+    short_server: tuple[type[_ShortBodies], str], tmp_path: Path
+) -> None:
+    handler, url = short_server
+    handler.cut = 100
+    d, _ = downloader()
+    dest = tmp_path / "afhq_v2.zip"
+    with pytest.raises(DownloadError, match=r"connection closed after 1000 of \d+ bytes"):
+        d.fetch(RemoteFile(url, "afhq_v2.zip"), dest)
+    assert not dest.exists()
+    partial = tmp_path / ("afhq_v2.zip" + INCOMPLETE_SUFFIX)
+    assert partial.read_bytes() == DATA[: 1000 * (d.retries + 1)]  # kept for the next run
+    # The next run, once the server behaves, continues from there.
+    handler.cut = 0
+    d.fetch(RemoteFile(url, "afhq_v2.zip"), dest)
+    assert dest.read_bytes() == DATA and not partial.exists()
+    assert handler.seen[-1] == f"bytes={1000 * (d.retries + 1)}-"
+
+
+def test_a_cut_file_an_older_version_kept_is_completed(
+    short_server: tuple[type[_ShortBodies], str], tmp_path: Path
+) -> None:
+    """A file under its final name without a record that it is whole is not trusted."""
+    handler, url = short_server
+    dest = tmp_path / "GCC-training.tsv"
+    dest.write_bytes(DATA[:5000])
+    d, _ = downloader()
+    d.fetch(RemoteFile(url, dest.name), dest)
+    assert dest.read_bytes() == DATA
+    assert handler.seen == ["bytes=5000-"]
+    # A whole file without the record costs one request (answered 416), not a download.
+    (tmp_path / "other.zip").write_bytes(DATA)
+    d.fetch(RemoteFile(url, "other.zip"), tmp_path / "other.zip")
+    assert handler.seen[-1] == f"bytes={len(DATA)}-"
+    assert (tmp_path / "other.zip").read_bytes() == DATA
+    assert d.bytes_downloaded == len(DATA) - 5000

@@ -6,6 +6,7 @@ import gzip
 import io
 import tarfile
 import threading
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from datagen.download import INCOMPLETE_SUFFIX, CancelledError, ScratchMeter
 from datagen.sentry.fetch import PartPipeline
 from datagen.sentry.parts import RemotePart
 from datagen.sentry.stream import (
+    MAX_MEMBER_BYTES,
     ChainedParts,
     CorruptArchiveError,
     GunzipReader,
@@ -28,7 +30,11 @@ MEMBERS = [(f"leaf/{i:03d}.png", noise_png(i, (24 + i, 20))) for i in range(10)]
 
 
 def walk(
-    data: bytes, folder: Path, pieces: int = 1, compressed: bool = True
+    data: bytes,
+    folder: Path,
+    pieces: int = 1,
+    compressed: bool = True,
+    max_member_bytes: int | None = MAX_MEMBER_BYTES,
 ) -> tuple[list[tuple[str, bytes]], StreamStats]:
     """Write ``data`` as ``pieces`` part files, stream them, return members and stats."""
     paths = []
@@ -38,7 +44,9 @@ def walk(
         paths.append(path)
     stats = StreamStats()
     reader = GunzipReader(ChainedParts(iter(paths)), compressed=compressed)
-    members = [(m.name, m.data) for m in iter_members(reader, stats)]
+    members = [
+        (m.name, m.data) for m in iter_members(reader, stats, max_member_bytes=max_member_bytes)
+    ]
     return members, stats
 
 
@@ -146,6 +154,41 @@ def test_plain_tar_and_concatenated_gzip_members(tmp_path: Path) -> None:
     two = gzip.compress(raw[:5000]) + gzip.compress(raw[5000:])
     members, stats = walk(two, tmp_path, pieces=3)
     assert members == MEMBERS and not stats.truncated
+
+
+def test_a_member_over_the_cap_is_refused_unread_and_the_next_ones_arrive(
+    tmp_path: Path,
+) -> None:
+    """The cap is checked on the header's size: the member is listed, its data skipped in small
+    reads (the peak memory stays far below its size), and the stream goes on."""
+    big = bytes(12 << 20)  # 12 MiB of zeros: a tiny archive, a huge member
+    cap = 64 << 10
+    at_cap = ("leaf/at-cap.png", b"x" * cap)
+    archive = tar_gz([MEMBERS[0], ("leaf/huge.png", big), MEMBERS[1], at_cap, MEMBERS[2]])
+    del big
+    tracemalloc.start()
+    try:
+        members, stats = walk(archive, tmp_path, pieces=3, max_member_bytes=cap)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [n for n, _ in members] == [MEMBERS[0][0], MEMBERS[1][0], at_cap[0], MEMBERS[2][0]]
+    assert members[1:2] == [MEMBERS[1]]  # the bytes after the skipped member are intact
+    assert stats.oversized == [("leaf/huge.png", 12 << 20)]
+    assert not stats.truncated and stats.partial == 0
+    assert peak < 6 << 20, peak  # never read whole (about 2 MiB: one inflated chunk)
+    # Without a cap (None) it is read; the default cap is 64 MiB.
+    members, stats = walk(archive, tmp_path, max_member_bytes=None)
+    assert len(members) == 5 and stats.oversized == []
+    assert MAX_MEMBER_BYTES == 64 << 20
+
+
+def test_a_stream_cut_inside_a_refused_member_ends_cleanly(tmp_path: Path) -> None:
+    archive = tar_gz([MEMBERS[0], ("leaf/huge.png", bytes(4 << 20)), MEMBERS[1]])
+    cut = archive[: len(archive) // 2]  # inside the zeros
+    members, stats = walk(cut, tmp_path, pieces=2, max_member_bytes=1 << 16)
+    assert [n for n, _ in members] == [MEMBERS[0][0]]
+    assert stats.oversized == [("leaf/huge.png", 4 << 20)] and stats.truncated
 
 
 def test_damaged_data_is_an_error_not_a_cut(tmp_path: Path) -> None:
