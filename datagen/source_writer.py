@@ -124,6 +124,27 @@ class SourceWriter:
             return False
         return True
 
+    def needs_bytes(
+        self,
+        leaf: str | None,
+        relative: str,
+        size: int | None = None,
+        max_bytes: int | None = None,
+        label: str | None = None,
+    ) -> bool:
+        """Whether to read a member's bytes: it is :meth:`wants`-ed, its JPEG is not on disk
+        already (then it is taken as it is), and its ``size`` is within ``max_bytes``
+        (None: no cap); counts the reason when not (``label`` names the member there)."""
+        if not self.wants(leaf, relative):
+            return False
+        if self.output_exists(leaf, relative):  # type: ignore[arg-type]
+            self.offer(leaf, relative, None)  # type: ignore[arg-type]
+            return False
+        if max_bytes is not None and size is not None and size > max_bytes:
+            self.report.skip(OVERSIZED, f"{label or relative} ({size} bytes)")
+            return False
+        return True
+
     def output_exists(self, leaf: str, relative: str) -> bool:
         """Whether an earlier run already wrote this image's JPEG."""
         name = output_name(relative)

@@ -20,8 +20,6 @@ reach the one conversion, so a lossless source stays decoded once, like the fake
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,26 +28,21 @@ from typing import Any, Protocol
 
 from datagen.download import Downloader, RemoteFile
 from datagen.errors import UserError
+from datagen.hub_access import default_endpoint, hub_errors
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.real_sets.zips import common_folder, convert_zip
 from datagen.source_writer import (
     BEYOND_CAP,
     NOT_IMAGE,
-    OVERSIZED,
     UNREADABLE,
     SourceWriter,
     is_image_name,
 )
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 IMAGE_COLUMN = "image"
 PARQUET_BATCH_ROWS = 64
 # Image files fetched ahead of the conversion (each a few hundred KB).
 AHEAD = 8
-
-
-def default_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
 
 
 @dataclass(frozen=True)
@@ -71,27 +64,6 @@ class HfFiles(Protocol):
     def remote_file(self, repo_id: str, commit: str, entry: RepoEntry) -> RemoteFile:
         """Where to download ``entry`` from, at ``commit``."""
         ...
-
-
-@contextlib.contextmanager
-def hub_errors(what: str) -> Iterator[None]:
-    """Turn ``huggingface_hub`` exceptions into one :class:`UserError` naming ``what``."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:
-        kind = type(exc).__name__
-        first = (str(exc).strip().splitlines() or [""])[0]
-        if kind in ("RepositoryNotFoundError", "GatedRepoError"):
-            hint = "repository not found or not accessible (log in with `hf auth login`)"
-        elif kind == "RevisionNotFoundError":
-            hint = "no such branch, tag or commit"
-        elif kind == "OfflineModeIsEnabled":
-            hint = "HF_HUB_OFFLINE is set; unset it to download"
-        else:
-            hint = "check the network and --endpoint/HF_ENDPOINT, or run again later"
-        raise UserError(f"{what}: {hint} ({kind}: {first})") from exc
 
 
 class HubDatasetFiles:
@@ -182,16 +154,12 @@ def convert_parquet(
                 data, name = cell.get("bytes"), cell.get("path")
             if not (name and is_image_name(name)):
                 name = f"{stem}/{number:07d}.png"
-            if not writer.wants(leaf, name):
-                continue
-            if writer.output_exists(leaf, name):
-                writer.offer(leaf, name, None)
+            size = len(data) if data else None
+            label = f"{path.name} row {number}"
+            if not writer.needs_bytes(leaf, name, size, max_member_bytes, label):
                 continue
             if not data:
-                writer.report.skip(UNREADABLE, f"{path.name} row {number} (no image bytes)")
-                continue
-            if max_member_bytes is not None and len(data) > max_member_bytes:
-                writer.report.skip(OVERSIZED, f"{path.name} row {number} ({len(data)} bytes)")
+                writer.report.skip(UNREADABLE, f"{label} (no image bytes)")
                 continue
             writer.offer(leaf, name, data)
         if writer.is_full(leaf):
@@ -254,15 +222,8 @@ def convert_hf_dataset(
     todo = []
     for entry in images:
         relative = entry.path[len(top) + 1 :] if top else entry.path
-        if not writer.wants(leaf, relative):
-            continue
-        if writer.output_exists(leaf, relative):
-            writer.offer(leaf, relative, None)
-            continue
-        if max_member_bytes is not None and entry.size > max_member_bytes:
-            writer.report.skip(OVERSIZED, f"{entry.path} ({entry.size} bytes)")
-            continue
-        todo.append((entry, relative))
+        if writer.needs_bytes(leaf, relative, entry.size, max_member_bytes, entry.path):
+            todo.append((entry, relative))
     if writer.max_images is not None:  # fetch no more than the cap leaves room for
         room = max(0, writer.max_images - writer.accepted[leaf])
         for entry, _ in todo[room:]:
@@ -273,18 +234,12 @@ def convert_hf_dataset(
         path = future.result()
         writer.offer(leaf, relative_of[entry.path], path.read_bytes())
         done_with(path)
-    for entry in by_kind.get("zip", []):
-        if writer.is_full(leaf):
-            break
-        path = fetch(entry)
-        convert_zip(path, writer, leaf, max_member_bytes=max_member_bytes)
-        writer.pool.drain()
-        done_with(path)
-    for entry in by_kind.get("parquet", []):
-        if writer.is_full(leaf):
-            break
-        path = fetch(entry)
-        convert_parquet(path, writer, leaf, max_member_bytes=max_member_bytes)
-        writer.pool.drain()
-        done_with(path)
+    for kind, convert in (("zip", convert_zip), ("parquet", convert_parquet)):
+        for entry in by_kind.get(kind, []):
+            if writer.is_full(leaf):
+                break
+            path = fetch(entry)
+            convert(path, writer, leaf, max_member_bytes=max_member_bytes)
+            writer.pool.drain()
+            done_with(path)
     return commit

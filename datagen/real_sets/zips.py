@@ -17,7 +17,6 @@ from datagen.errors import UserError
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.source_writer import (
     NOT_IMAGE,
-    OVERSIZED,
     UNREADABLE,
     SourceWriter,
     is_image_name,
@@ -73,13 +72,9 @@ def convert_zip(
                 relative = relative_of(member.filename)
             else:
                 relative = member.filename[len(top) + 1 :] if top else member.filename
-            if not writer.wants(leaf, relative):
-                continue
-            if writer.output_exists(leaf, relative):
-                writer.offer(leaf, relative, None)
-                continue
-            if max_member_bytes is not None and member.file_size > max_member_bytes:
-                writer.report.skip(OVERSIZED, f"{member.filename} ({member.file_size} bytes)")
+            if not writer.needs_bytes(
+                leaf, relative, member.file_size, max_member_bytes, member.filename
+            ):
                 continue
             try:
                 data = archive.read(member)

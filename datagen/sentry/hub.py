@@ -8,42 +8,10 @@ Uses ``huggingface_hub``'s own client (``HfApi.dataset_info``, ``HfApi.list_repo
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
-
 from datagen.download import RemoteFile
 from datagen.errors import UserError
+from datagen.hub_access import default_endpoint, hub_errors
 from datagen.sentry.parts import RemotePart
-
-DEFAULT_ENDPOINT = "https://huggingface.co"
-
-
-def default_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
-
-
-@contextlib.contextmanager
-def hub_errors(what: str, flag: str = "--repo_id") -> Iterator[None]:
-    """Turn the Hub client's exceptions into one :class:`UserError` naming ``what``."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:
-        kind = type(exc).__name__
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if kind in ("RepositoryNotFoundError", "GatedRepoError"):
-            hint = f"{flag}: repository not found or not accessible (log in with `hf auth login`)"
-        elif kind == "RevisionNotFoundError":
-            hint = "--revision: no such branch, tag or commit"
-        elif kind in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
-            hint = "not found at this revision"
-        elif kind == "OfflineModeIsEnabled":
-            hint = "HF_HUB_OFFLINE is set; unset it to download"
-        else:
-            hint = "check the network, --endpoint/HF_ENDPOINT, or run again later"
-        raise UserError(f"{what}: {hint} ({kind}: {first})") from exc
 
 
 class HubClient:
@@ -71,7 +39,7 @@ class HubClient:
 
     def resolve_commit(self) -> str:
         """The commit ``revision`` points to; later calls use it, so a run sees one snapshot."""
-        with hub_errors(f"{self.repo_id}@{self.revision} on {self.endpoint}"):
+        with hub_errors(f"{self.repo_id}@{self.revision} on {self.endpoint}", "--repo_id"):
             info = self.api.dataset_info(self.repo_id, revision=self.revision)
         self.commit = info.sha or self.revision
         return self.commit
@@ -80,7 +48,7 @@ class HubClient:
         """Every file under ``folder`` (recursively), with size and LFS sha256."""
         from huggingface_hub.hf_api import RepoFile
 
-        with hub_errors(f"{self.repo_id}/{folder}@{self.pinned}"):
+        with hub_errors(f"{self.repo_id}/{folder}@{self.pinned}", "--repo_id"):
             entries = list(
                 self.api.list_repo_tree(
                     self.repo_id,
@@ -108,7 +76,7 @@ class HubClient:
             revision=self.pinned,
             endpoint=self.endpoint,
         )
-        with hub_errors(f"{self.repo_id}/{part.path}@{self.pinned}"):
+        with hub_errors(f"{self.repo_id}/{part.path}@{self.pinned}", "--repo_id"):
             meta = get_hf_file_metadata(url, token=self.token)
         if meta.size is not None and meta.size != part.size:
             raise UserError(
