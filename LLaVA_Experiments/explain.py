@@ -11,8 +11,6 @@ Per-source accuracy and per-generator AP come from those probabilities.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 from collections.abc import Sequence
@@ -22,8 +20,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import atomic_write_json, atomic_write_text, ensure_writable_dir
 from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, sample_per_source, select
 from LLaVA_Experiments.journal import Journal
 from LLaVA_Experiments.model import (
@@ -41,6 +37,9 @@ from LLaVA_Experiments.model import (
     to_model,
     verdict_token_ids,
 )
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import atomic_write_json, atomic_write_text, ensure_writable_dir
+from rfd_common.tables import csv_text
 from UniversalFakeDetect.data.data_root import resolve_data_root
 from UniversalFakeDetect.evaluation.metrics import evaluate_predictions
 from UniversalFakeDetect.evaluation.plots import plot_all
@@ -175,12 +174,8 @@ CSV_FIELDS = ("path", "source", "label", "verdict", "forced", "prob_fake", "expl
 def write_explanations(folder: Path, records: Sequence[dict[str, Any]], info: dict) -> None:
     """explanations.json (everything), explanations.csv and explanations.txt (for reading)."""
     atomic_write_json(folder / "explanations.json", {"info": info, "images": list(records)})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for r in records:
-        writer.writerow([r[f] if f != "prob_fake" else f"{r[f]:.6f}" for f in CSV_FIELDS])
-    atomic_write_text(folder / "explanations.csv", buffer.getvalue())
+    rows = [[r[f] for f in CSV_FIELDS] for r in records]
+    atomic_write_text(folder / "explanations.csv", csv_text(CSV_FIELDS, rows))
     blocks = []
     for r in records:
         flag = " (forced)" if r["forced"] else ""

@@ -31,8 +31,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import atomic_write_json, ensure_writable_dir
 from LLaVA_Experiments.model import (
     DEFAULT_MODEL,
     IGNORE_INDEX,
@@ -53,6 +51,8 @@ from LLaVA_Experiments.model import (
     validate_record,
     write_fingerprint,
 )
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import atomic_write_json, ensure_writable_dir
 from UniversalFakeDetect.options import default_checkpoints_dir
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"

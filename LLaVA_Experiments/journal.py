@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 SETTINGS_KEY = "settings"
 

@@ -24,9 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from datagen.errors import UserError, exit_on_user_error
 from datagen.families import generator_name
-from datagen.fileio import atomic_write_json
 from datagen.manifest import LABEL_NAMES, ManifestRow, read_manifest, sample_per_source, select
 from LLaVA_Experiments.model import (
     DEFAULT_MODEL,
@@ -40,6 +38,8 @@ from LLaVA_Experiments.model import (
     read_conversations,
     user_text,
 )
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import atomic_write_json
 from UniversalFakeDetect.data.data_root import resolve_data_root
 
 FAMILY_NAMES = {

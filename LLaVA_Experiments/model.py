@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 DEFAULT_MODEL = "llava-hf/llava-v1.6-vicuna-7b-hf"
 IMAGE_TOKEN = "<image>"
@@ -366,7 +366,7 @@ def fingerprint(model: Any) -> dict[str, Any]:
 
 
 def write_fingerprint(model: Any, folder: Path) -> None:
-    from datagen.fileio import atomic_write_json
+    from rfd_common.files import atomic_write_json
 
     atomic_write_json(Path(folder) / FINGERPRINT_NAME, fingerprint(model))
 

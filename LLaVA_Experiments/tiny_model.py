@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import atomic_write_text, ensure_writable_dir
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import atomic_write_text, ensure_writable_dir
 
 WORDS = (
     "A chat between a curious human and an artificial intelligence assistant . The assistant "

@@ -22,8 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_path
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_path
 from UniversalFakeDetect.models.detector import Detector
 from UniversalFakeDetect.models.registry import (
     WEIGHT_CHOICES,

@@ -19,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import atomic_write_text, ensure_writable_dir
 from datagen.readers import walk_images
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import atomic_write_text, ensure_writable_dir
 from UniversalFakeDetect import options
 from UniversalFakeDetect.test import newest_checkpoint
 

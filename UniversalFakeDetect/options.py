@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 from UniversalFakeDetect.models.registry import ARCHS, WEIGHT_CHOICES
 
 GENERAL_DEFAULTS: dict[str, Any] = {

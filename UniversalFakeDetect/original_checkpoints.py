@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 from UniversalFakeDetect.models.registry import ArchSpec
 
 # CS545's VGG splits torchvision's ``features`` into layer1..layer5 (keeping each module's

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_text
 from datagen.manifest import ManifestRow, read_manifest
 from datagen.readers import rows_from_class_folders
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_text
+from rfd_common.tables import csv_text
 from UniversalFakeDetect.data.augment import AugmentConfig
 from UniversalFakeDetect.data.data_root import DATA_ROOT_ENV, dataset_image_size, resolve_data_root
 from UniversalFakeDetect.data.datasets import (
@@ -38,7 +39,7 @@ from UniversalFakeDetect.engine.sources import (
 from UniversalFakeDetect.engine.trainer import predict
 from UniversalFakeDetect.evaluation.metrics import EvaluationResult, evaluate_predictions
 from UniversalFakeDetect.evaluation.plots import plot_all
-from UniversalFakeDetect.evaluation.report import csv_text, format_table, write_report
+from UniversalFakeDetect.evaluation.report import format_table, write_report
 from UniversalFakeDetect.features.cache import FeatureCache, Shard
 from UniversalFakeDetect.features.extract import cached_features
 from UniversalFakeDetect.models.detector import Detector

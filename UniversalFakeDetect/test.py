@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import ensure_writable_dir
 from datagen.manifest import SPLITS, ManifestRow, sample_per_source, select
 from datagen.readers import rows_from_real_fake_folders
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import ensure_writable_dir
 from UniversalFakeDetect import options
 
 

@@ -30,9 +30,9 @@ from active_learning.config import (
     config_from_namespace,
     explicit_dests,
 )
-from datagen.errors import UserError, exit_on_user_error
-from datagen.fileio import ensure_writable_dir
 from datagen.manifest import select
+from rfd_common.errors import UserError, exit_on_user_error
+from rfd_common.files import ensure_writable_dir
 from UniversalFakeDetect import options
 from UniversalFakeDetect.features.shard import Shard
 from UniversalFakeDetect.models.registry import resolve_arch

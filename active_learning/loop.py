@@ -44,12 +44,12 @@ import numpy as np
 import torch
 
 from active_learning.acquisition import ALL, Acquisition, get_acquisition, predicted_labels, score
-from active_learning.atomic import atomic_write
 from active_learning.config import ALConfig, ConfigError
 from active_learning.learner import Learner, ReportsUnreadable
 from active_learning.results import IterationRecord, write_results
 from active_learning.selection import candidate_indices, select_query
 from active_learning.weighted_loss import decay_weights, query_weights
+from rfd_common.files import atomic_write
 
 STATE_FILE = "al_state.pt"
 STATE_VERSION = 1

@@ -11,16 +11,16 @@ baseline dashed. Label 0 is real, 1 is fake.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from active_learning.atomic import atomic_write, atomic_write_json, atomic_write_text
 from active_learning.config import ALConfig
+from rfd_common.figures import save_figure
+from rfd_common.files import atomic_write_json, atomic_write_text
+from rfd_common.tables import csv_text
 
 RESULTS_JSON = "al_results.json"
 HISTORY_CSV = "al_history.csv"
@@ -109,22 +109,11 @@ def history_csv(history: Sequence[dict[str, Any]]) -> str:
             if isinstance(value, int | float | str | bool) or value is None
         }
     )
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + extras)
-    for record in history:
-        row = [_cell(record.get(c)) for c in CSV_COLUMNS]
-        row += [_cell(record.get("extra", {}).get(k)) for k in extras]
-        writer.writerow(row)
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+    rows = [
+        [record.get(c) for c in CSV_COLUMNS] + [record.get("extra", {}).get(k) for k in extras]
+        for record in history
+    ]
+    return csv_text(CSV_COLUMNS + extras, rows, ".6g")
 
 
 def write_results(
@@ -183,15 +172,7 @@ def plot_learning_curve(json_path: Path, png_path: Path) -> None:
         title += " (simulation: true pool labels read)"
     fig.suptitle(title)
     fig.tight_layout()
-    _save_figure(fig, png_path)
-    plt.close(fig)
-
-
-def _save_figure(fig, png_path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    data = buffer.getvalue()
-    atomic_write(Path(png_path), lambda handle: handle.write(data))
+    save_figure(fig, png_path, tight=False)
 
 
 def plot_comparison(json_paths: Sequence[Path], png_path: Path, title: str = "") -> None:
@@ -213,32 +194,22 @@ def plot_comparison(json_paths: Sequence[Path], png_path: Path, title: str = "")
     ax.legend()
     ax.set_title(title or "active learning: strategies compared (same seed)")
     fig.tight_layout()
-    _save_figure(fig, png_path)
-    plt.close(fig)
+    save_figure(fig, png_path, tight=False)
 
 
 def comparison_csv(json_paths: Sequence[Path]) -> str:
     """One row per run: final labelled count, final and mean validation AP and accuracy."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["strategy", "labelled", "final_val_ap", "mean_val_ap", "final_val_acc", "simulation"]
-    )
+    header = ["strategy", "labelled", "final_val_ap", "mean_val_ap", "final_val_acc", "simulation"]
+    rows = []
     for path in json_paths:
         run = load_results(path)
         history = run["history"]
         aps = [r["val_ap"] for r in history]
-        writer.writerow(
-            [
-                run["strategy"],
-                history[-1]["labelled"],
-                _cell(aps[-1]),
-                _cell(sum(aps) / len(aps)),
-                _cell(history[-1]["val_acc"]),
-                run.get("simulation_only", False),
-            ]
-        )
-    return buffer.getvalue()
+        rows.append(
+            [run["strategy"], history[-1]["labelled"], aps[-1], sum(aps) / len(aps),
+             history[-1]["val_acc"], run.get("simulation_only", False)]
+        )  # fmt: skip
+    return csv_text(header, rows, ".6g")
 
 
 def write_comparison(json_paths: Sequence[Path], out_dir: Path) -> Path:

@@ -52,7 +52,7 @@ from datagen.catalog import (
     leaf_labels,
     select_real_sources,
 )
-from datagen.errors import UserError, exit_on_user_error
+from rfd_common.errors import UserError, exit_on_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from datagen.convert import default_workers
 from datagen.dataset_root import DatasetRoot
-from datagen.errors import UserError
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.manifest import LABEL_NAMES
 from datagen.preprocess import RESAMPLING, Preprocessing
 from datagen.sentry.plan import format_bytes
 from datagen.source_writer import SourceReport
+from rfd_common.errors import UserError
 
 DEFAULT_ROOT = Path("sentry-dataset")
 JPEG_SUBSAMPLING_CHOICES = ("4:2:0", "4:4:4")

@@ -13,7 +13,6 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from datagen.errors import UserError, exit_on_user_error
 from datagen.manifest import (
     MANIFEST_NAME,
     SPLITS,
@@ -23,6 +22,7 @@ from datagen.manifest import (
     write_manifest,
 )
 from datagen.readers import rows_from_class_folders, rows_from_original_metadata
+from rfd_common.errors import UserError, exit_on_user_error
 
 LAYOUTS = ("wang2020", "metadata")
 

@@ -19,8 +19,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from datagen.errors import UserError
 from datagen.manifest import FAKE, REAL
+from rfd_common.errors import UserError
 
 HUB_REPO_ID = "InfImagine/FakeImageDataset"
 HUB_IMAGE_ROOT = "ImageData"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_bytes
 from datagen.preprocess import Preprocessing
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_bytes
 
 # A generated image is at most a few megapixels; refuse decompression bombs outright.
 MAX_PIXELS = 64_000_000

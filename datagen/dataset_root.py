@@ -18,7 +18,6 @@ before the source is built again.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -26,8 +25,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_json, ensure_writable_dir
 from datagen.manifest import (
     MANIFEST_NAME,
     ManifestRow,
@@ -36,16 +33,12 @@ from datagen.manifest import (
     write_manifest,
 )
 from datagen.preprocess import Preprocessing
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_json, ensure_writable_dir
 
 DATASET_INFO_NAME = "dataset.json"
 WORK_DIR = ".datagen"
 INFO_VERSION = 1
-
-
-def fingerprint(obj: Any) -> str:
-    """A stable hash of a JSON-able description."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from urllib.parse import urljoin, urlsplit
 
 from tqdm.auto import tqdm
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_json
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_json
 
 INCOMPLETE_SUFFIX = ".incomplete"
 WHOLE_SUFFIX = ".whole"

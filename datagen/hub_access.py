@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datagen.demo import DemoConfig, ensure_demo_dataset, generate_demo_dataset
-from datagen.errors import exit_on_user_error
 from datagen.manifest import read_manifest, summarize
+from rfd_common.errors import exit_on_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,7 +47,7 @@ from datagen.catalog import (
     format_catalog,
     select_hub_sources,
 )
-from datagen.errors import UserError, exit_on_user_error
+from rfd_common.errors import UserError, exit_on_user_error
 
 
 def fraction(text: str) -> float:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_text
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_text
 
 MANIFEST_NAME = "manifest.csv"
 REAL, FAKE = 0, 1

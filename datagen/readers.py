@@ -13,9 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from datagen.errors import UserError
 from datagen.families import infer_family
 from datagen.manifest import FAKE, REAL, SPLITS, ManifestError, ManifestRow
+from rfd_common.errors import UserError
 
 
 def _pillow_suffixes() -> frozenset[str]:

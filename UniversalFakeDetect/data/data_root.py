@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from datagen.demo import ensure_demo_dataset
-from datagen.errors import UserError
 from datagen.manifest import MANIFEST_NAME
+from rfd_common.errors import UserError
 
 DATA_ROOT_ENV = "RFD_DATA_ROOT"
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datagen.errors import UserError
 from datagen.manifest import ManifestRow
+from rfd_common.errors import UserError
 from UniversalFakeDetect.data.augment import AugmentConfig
 from UniversalFakeDetect.data.transforms import (
     TransformConfig,

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_path
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_path
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 
 RESUME_NAME = "resume_state.pt"

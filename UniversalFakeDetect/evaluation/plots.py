@@ -13,14 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from datagen.fileio import atomic_path
-
-
-def _save(fig: plt.Figure, target: Path) -> Path:
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return target
+from rfd_common.figures import save_figure
 
 
 def plot_source_accuracy(folder: Path) -> Path:
@@ -38,7 +31,7 @@ def plot_source_accuracy(folder: Path) -> Path:
     ax.set_title("Accuracy per source (green: real, red: fake)")
     for i, value in enumerate(accuracy):
         ax.text(i, value + 1, f"{value:.0f}", ha="center", fontsize=8)
-    return _save(fig, Path(folder) / "accuracy_by_source.png")
+    return save_figure(fig, Path(folder) / "accuracy_by_source.png")
 
 
 def plot_roc(folder: Path) -> Path:
@@ -60,7 +53,7 @@ def plot_roc(folder: Path) -> Path:
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC per generator")
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, Path(folder) / "roc.png")
+    return save_figure(fig, Path(folder) / "roc.png")
 
 
 def plot_all(folder: Path) -> list[Path]:

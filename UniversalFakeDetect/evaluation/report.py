@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from datagen.fileio import atomic_write_json, atomic_write_text, ensure_writable_dir
 from datagen.manifest import ManifestRow
+from rfd_common.files import atomic_write_json, atomic_write_text, ensure_writable_dir
+from rfd_common.tables import csv_text
 from UniversalFakeDetect.evaluation.metrics import EvaluationResult
 
 CSV_COLUMNS = (
     "source", "family", "label", "images", "accuracy", "ap", "roc_auc", "best_threshold_accuracy",
     "seen_in_training",
 )  # fmt: skip
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    return str(value)
-
-
-def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """CSV text of ``header`` and ``rows`` (numbers written plainly, None as empty)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[_fmt(v) for v in row] for row in rows])
-    return buffer.getvalue()
 
 
 def _classic_lines(result: EvaluationResult, key: str) -> str:

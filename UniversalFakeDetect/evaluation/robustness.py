@@ -7,8 +7,6 @@ with sigma 1/2/4, down-scaling by 0.5/0.25 (bilinear; the test view resizes back
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from datagen.fileio import atomic_write_json, atomic_write_text
+from rfd_common.files import atomic_write_json, atomic_write_text
+from rfd_common.tables import csv_text
 from UniversalFakeDetect.data.augment import gaussian_blur, jpeg_roundtrip
 from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
 from UniversalFakeDetect.evaluation.metrics import EvaluationResult
@@ -92,10 +91,6 @@ def write_robustness(table: dict[str, EvaluationResult], folder: Path) -> Path:
         row += [ap.get(g) for g in generators]
         rows.append(row)
         records[name] = dict(zip(header[1:], row[1:], strict=True))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([[f"{v:.6f}" if isinstance(v, float) else v for v in r] for r in rows])
-    atomic_write_text(Path(folder) / "robustness.csv", buffer.getvalue())
+    atomic_write_text(Path(folder) / "robustness.csv", csv_text(header, rows))
     atomic_write_json(Path(folder) / "robustness.json", records)
     return Path(folder) / "robustness.csv"

@@ -16,7 +16,6 @@ where it stopped; a changed key gives a new entry.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from datagen.fileio import atomic_path, atomic_write_json
+from rfd_common.files import atomic_path, atomic_write_json
+from rfd_common.fingerprints import json_digest
 from UniversalFakeDetect.features.shard import Shard
 
 # float32: float16 features move a linear head's probabilities by up to ~4e-4 (measured with
@@ -37,12 +37,6 @@ FEATURE_DTYPE = np.float32
 FEATURES_NAME = "features.f32"
 DONE_NAME = "done.npy"
 KEY_NAME = "key.json"
-
-
-def key_digest(key: dict[str, Any]) -> str:
-    """A short stable hash of a JSON-serialisable key."""
-    text = json.dumps(key, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def images_fingerprint(root: Path, paths: Sequence[str]) -> str:
@@ -105,7 +99,7 @@ def open_cache(
     cache_root: Path, key: dict[str, Any], paths: Sequence[str], views: int, width: int
 ) -> FeatureCache:
     """The cache entry for ``key`` (created empty if new)."""
-    folder = Path(cache_root) / key_digest(key)
+    folder = Path(cache_root) / json_digest(key, 20)
     folder.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(folder=folder, paths=list(paths), views=views, width=width)
     key_file = folder / KEY_NAME

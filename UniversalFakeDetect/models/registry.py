@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where models are built, so --help stays fast
     import torch

@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 
 from datagen.demo.decoders import FAKE_SOURCES, GeneratorSpec, build_decoder
 from datagen.demo.photos import REAL_SOURCES, PhotoSource, load_photo, random_crop, split_region
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_json
 from datagen.manifest import FAKE, MANIFEST_NAME, REAL, ManifestRow, write_manifest
 from datagen.preprocess import Preprocessing
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_json
 
 DEMO_VERSION = 1
 DATASET_INFO_NAME = "dataset.json"

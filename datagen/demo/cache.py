@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from datagen.demo.build import DEMO_VERSION, DemoConfig, generate_demo_dataset, is_complete
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 CACHE_ENV = "RFD_CACHE_DIR"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 VAL_STRIP = 0.3  # fraction of each photo's width reserved for val crops
 

@@ -22,10 +22,8 @@ from tqdm.auto import tqdm
 
 from datagen.catalog import HUB_IMAGE_ROOT, KAGGLE_SUBSET, KAGGLE_SUBSET_SLUG, RealSource
 from datagen.convert import ConversionPool
-from datagen.dataset_root import DatasetRoot, fingerprint
+from datagen.dataset_root import DatasetRoot
 from datagen.download import Downloader, RemoteFile
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_json
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.manifest import LABEL_NAMES, REAL
 from datagen.real_sets import import_failure
@@ -41,6 +39,9 @@ from datagen.real_sets.hf import HfFiles, HubDatasetFiles, convert_hf_dataset
 from datagen.real_sets.kaggle import KaggleClient, kaggle_problems
 from datagen.real_sets.zips import convert_zip, image_members, open_zip
 from datagen.source_writer import OUTSIDE, SourceReport, SourceWriter
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_json
+from rfd_common.fingerprints import json_digest
 
 # The flag that replaces a source's origin on the command line.
 ORIGIN_FLAGS = {
@@ -203,7 +204,7 @@ def build_real_source(
     origin = options.origins.get(source.name, source.origin)
     prefixes = source.prefixes()
     cap = _cap(source.images, options.max_images)
-    key = fingerprint(
+    key = json_digest(
         {
             "name": source.name,
             "kind": source.kind,
@@ -250,7 +251,7 @@ def build_real_source(
             )
         elif source.kind == "cc3m":
             tsv = _local_or_fetched(origin, scratch / "tsv", downloader, _origin_flag(source))
-            chunks_key = fingerprint({"tsv": origin, "preprocessing": _comparable_prep(root)})
+            chunks_key = json_digest({"tsv": origin, "preprocessing": _comparable_prep(root)})
             log_path = root.work / "state" / f"{source.name}.chunks.json"
             if redone:  # its images were deleted: so is the record of chunks done
                 log_path.unlink(missing_ok=True)
@@ -337,7 +338,7 @@ def import_kaggle_subset(
         unit = f"{KAGGLE_SUBSET}-{split}-{leaf}"
         report = SourceReport(f"{KAGGLE_SUBSET}:{leaf}", split, label)
         prefixes = (leaf_dir + "/",)
-        key = fingerprint(
+        key = json_digest(
             {
                 "slug": slug,
                 "zip": zip_path.stat().st_size,

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from datagen.errors import UserError
-from datagen.fileio import atomic_write_json, atomic_write_text
 from datagen.real_sets import import_failure
 from datagen.source_writer import BEYOND_CAP, SourceWriter
+from rfd_common.errors import UserError
+from rfd_common.files import atomic_write_json, atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from datagen.download import Downloader, RemoteFile
-from datagen.errors import UserError
 from datagen.hub_access import default_endpoint, hub_errors
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.real_sets.zips import common_folder, convert_zip
@@ -38,6 +37,7 @@ from datagen.source_writer import (
     SourceWriter,
     is_image_name,
 )
+from rfd_common.errors import UserError
 
 IMAGE_COLUMN = "image"
 PARQUET_BATCH_ROWS = 64

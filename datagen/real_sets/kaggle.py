@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from datagen.errors import UserError
 from datagen.real_sets import import_failure
+from rfd_common.errors import UserError
 
 CREDENTIALS_HELP = (
     "Kaggle credentials not found. Create an API token at https://www.kaggle.com/settings "

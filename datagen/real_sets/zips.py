@@ -13,7 +13,6 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from datagen.errors import UserError
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.source_writer import (
     NOT_IMAGE,
@@ -21,6 +20,7 @@ from datagen.source_writer import (
     SourceWriter,
     is_image_name,
 )
+from rfd_common.errors import UserError
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from datagen.convert import ConversionPool
-from datagen.dataset_root import DatasetRoot, fingerprint
+from datagen.dataset_root import DatasetRoot
 from datagen.download import Downloader, RemoteFile
 from datagen.sentry.fetch import FetchFn, PartPipeline
 from datagen.sentry.hub import HubClient
@@ -41,6 +41,7 @@ from datagen.source_writer import (
     SourceReport,
     SourceWriter,
 )
+from rfd_common.fingerprints import json_digest
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def source_key(
     }
     if max_member_bytes != MAX_MEMBER_BYTES:
         facts["max_member_bytes"] = max_member_bytes
-    return fingerprint(facts)
+    return json_digest(facts)
 
 
 def source_description(plan: SourcePlan, client: HubClient, report: SourceReport) -> dict:

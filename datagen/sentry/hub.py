@@ -9,9 +9,9 @@ Uses ``huggingface_hub``'s own client (``HfApi.dataset_info``, ``HfApi.list_repo
 from __future__ import annotations
 
 from datagen.download import RemoteFile
-from datagen.errors import UserError
 from datagen.hub_access import default_endpoint, hub_errors
 from datagen.sentry.parts import RemotePart
+from rfd_common.errors import UserError
 
 
 class HubClient:

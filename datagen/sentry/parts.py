@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 _ARCHIVE = re.compile(r"^(?P<base>.+?\.(?:tar\.gz|tgz|tar))(?:\.(?P<index>\d+))?$")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from datagen.catalog import HubSource, kept_parts
-from datagen.errors import UserError
 from datagen.sentry.hub import HubClient
 from datagen.sentry.parts import Archive, RemotePart, format_part_range, group_archives
+from rfd_common.errors import UserError
 
 
 @dataclass(frozen=True)

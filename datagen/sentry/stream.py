@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datagen.errors import UserError
 from datagen.limits import MAX_MEMBER_BYTES
+from rfd_common.errors import UserError
 
 _CHUNK = 1 << 20
 _TAIL = 1 << 16

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from datagen.errors import UserError
 from datagen.manifest import read_manifest, select
 from LLaVA_Experiments import explain
 from LLaVA_Experiments.model import (
@@ -16,6 +15,7 @@ from LLaVA_Experiments.model import (
     parse_verdict,
     verdict_token_ids,
 )
+from rfd_common.errors import UserError
 from tests.LLaVA_Experiments.conftest import independent_prob_fake
 
 

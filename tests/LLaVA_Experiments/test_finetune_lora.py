@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from datagen.errors import UserError
 from datagen.manifest import read_manifest, select
 from LLaVA_Experiments import explain
 from LLaVA_Experiments import finetune_lora as ft
@@ -21,6 +20,7 @@ from LLaVA_Experiments.model import (
     load_model,
     user_text,
 )
+from rfd_common.errors import UserError
 from tests.LLaVA_Experiments.conftest import independent_prob_fake
 
 ANSWERS = {0: "texture and lighting look natural\nAnswer: real", 1: "smooth noise\nAnswer: fake"}

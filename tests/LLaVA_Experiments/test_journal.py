@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from datagen.errors import UserError
 from LLaVA_Experiments.journal import Journal
+from rfd_common.errors import UserError
 
 SETTINGS = {"model": "m", "max_new_tokens": 8}
 

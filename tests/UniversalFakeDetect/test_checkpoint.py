@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 from UniversalFakeDetect import checkpoint
 from UniversalFakeDetect.checkpoint import (
     load_checkpoint,

@@ -18,11 +18,11 @@ from PIL import Image
 from datagen import add_real_data, make_sentry_subset
 from datagen.catalog import REAL_SOURCES
 from datagen.convert import convert_bytes
-from datagen.errors import UserError
 from datagen.manifest import FAKE, REAL, read_manifest
 from datagen.preprocess import Preprocessing
 from datagen.real_sets import cc3m
 from datagen.real_sets.kaggle import KaggleApiClient, has_credentials
+from rfd_common.errors import UserError
 from tests.datagen.fake_hub import FakeHub, ServedHub, noise_png, tar_gz
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from datagen.catalog import (
     select_hub_sources,
     select_real_sources,
 )
-from datagen.errors import UserError
 from datagen.manifest import FAKE, FAMILIES, REAL
+from rfd_common.errors import UserError
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]

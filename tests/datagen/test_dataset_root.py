@@ -12,10 +12,10 @@ from PIL import Image
 
 from datagen import add_real_data
 from datagen.dataset_root import DatasetRoot
-from datagen.errors import UserError
 from datagen.manifest import read_manifest
 from datagen.preprocess import Preprocessing
 from datagen.source_writer import SourceWriter
+from rfd_common.errors import UserError
 from tests.datagen.test_add_real_data import FFHQ, FakeKaggle, jpeg, zip_bytes
 
 IMAGES = 6

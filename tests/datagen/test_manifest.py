@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from datagen.errors import UserError
 from datagen.manifest import (
     ALL_COLUMNS,
     FAKE,
@@ -26,6 +25,7 @@ from datagen.manifest import (
     validate_rows,
     write_manifest,
 )
+from rfd_common.errors import UserError
 
 HEADER = ",".join(REQUIRED_COLUMNS)
 HEADER_WITH_FAMILY = ",".join(ALL_COLUMNS)

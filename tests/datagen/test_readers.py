@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from datagen.errors import UserError
 from datagen.families import infer_family
 from datagen.manifest import (
     FAKE,
@@ -26,6 +25,7 @@ from datagen.readers import (
     rows_from_real_fake_folders,
     walk_images,
 )
+from rfd_common.errors import UserError
 
 
 def make_image(path: Path, color: tuple[int, int, int] = (10, 120, 240)) -> Path:

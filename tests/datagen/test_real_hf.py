@@ -14,8 +14,8 @@ from PIL import Image
 
 from datagen import add_real_data
 from datagen.catalog import RealSource
-from datagen.errors import UserError
 from datagen.manifest import REAL, read_manifest
+from rfd_common.errors import UserError
 from tests.datagen.fake_hub import FakeHub
 
 REPO = "denislukovnikov/ffhq256-images-only"

@@ -73,7 +73,7 @@ def test_the_real_kaggle_client_imports_and_authenticates_offline(tmp_path: Path
 def test_a_failed_import_names_the_missing_module(tmp_path: Path) -> None:
     pytest.importorskip("kaggle")
     code = WITHOUT_SIX + (
-        "from datagen.errors import UserError\n"
+        "from rfd_common.errors import UserError\n"
         "from datagen.real_sets.kaggle import import_kaggle_api\n"
         "try:\n"
         "    import_kaggle_api()\n"

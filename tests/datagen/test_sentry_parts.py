@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from datagen.errors import UserError
 from datagen.sentry.parts import RemotePart, group_archives, parse_part_name
+from rfd_common.errors import UserError
 
 
 def files(*names: str) -> list[RemotePart]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from datagen.catalog import HUB_SOURCES, HubSource
-from datagen.errors import UserError
 from datagen.sentry.build import member_leaf
 from datagen.sentry.parts import RemotePart, group_archives
 from datagen.sentry.plan import ArchivePlan, archive_leaf, format_plan, plan_source
+from rfd_common.errors import UserError
 from tests.datagen.fake_hub import SENTRY_LAYOUT
 
 

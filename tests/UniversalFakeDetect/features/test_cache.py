@@ -108,7 +108,7 @@ def test_unreadable_image_gets_nan_features_or_stops_with_strict(tiny_root: Path
     cache = cached_features(detector, root, rows, TRANSFORM, tmp_path / "c", "cpu")
     bad = ~np.isfinite(cache.view(0)).all(axis=1)
     assert bad.tolist() == [False, False, True, False, False]
-    from datagen.errors import UserError
+    from rfd_common.errors import UserError
 
     with pytest.raises(UserError, match=rows[2].path):
         cached_features(detector, root, rows, TRANSFORM, tmp_path / "d", "cpu", strict=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 from UniversalFakeDetect.models.registry import ARCHS, build_backbone, resolve_arch
 
 DOCUMENTED_WIDTHS = {

@@ -1,4 +1,5 @@
-"""Atomic file writing: write to a temporary name in the same folder, then rename."""
+"""Atomic file writing (a temporary name in the same folder, then a rename, so that a reader or
+a run killed mid-write never sees half a file) and output-folder checks."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from datagen.errors import UserError
+from rfd_common.errors import UserError
 
 
 def ensure_writable_dir(path: Path, flag: str = "--out") -> Path:
@@ -29,8 +30,10 @@ def ensure_writable_dir(path: Path, flag: str = "--out") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds."""
+    """Yield a temporary path beside ``target`` (its folder created if needed); rename it onto
+    ``target`` if the block succeeds."""
     target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -43,6 +46,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write(target: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``target``, then rename it onto
+    ``target``."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
