@@ -25,10 +25,10 @@ from safetensors.torch import load_file, save_file
 from rfd_common.errors import UserError
 from rfd_common.files import atomic_path
 from UniversalFakeDetect.models.detector import Detector
+from UniversalFakeDetect.models.factory import LOADED_WEIGHTS, create_detector
 from UniversalFakeDetect.models.registry import (
     WEIGHT_CHOICES,
     ArchSpec,
-    build_backbone,
     legacy_definition,
     resolve_arch,
     same_features,
@@ -37,7 +37,6 @@ from UniversalFakeDetect.original_checkpoints import OriginalWeights, split_orig
 
 HEADER_KEY = "rfd_header"
 FORMAT_VERSION = 2  # 2: the header names the network's definition (CLIP with QuickGELU)
-LOADED_WEIGHTS = "checkpoint"  # Detector.weights of a backbone whose weights came from a file
 REQUIRED_HEADER = {
     "arch": str,
     "weights": str,
@@ -236,11 +235,13 @@ def load_checkpoint(
     except (SafetensorError, OSError) as exc:
         raise UserError(f"--ckpt {path}: cannot read its tensors ({exc})") from exc
     _check_finite(state, path)
-    image_size = header.get("image_size_override")
-    build_weights = "none" if header["weights"] == LOADED_WEIGHTS else header["weights"]
-    backbone = build_backbone(header["arch"], weights=build_weights, image_size=image_size)
-    detector = Detector(backbone, dropout=header["dropout"], fix_backbone=header["fix_backbone"])
-    detector.weights = header["weights"]
+    detector, _ = create_detector(
+        header["arch"],
+        header["weights"],
+        crop_size=header.get("image_size_override") or header["crop_size"],
+        dropout=header["dropout"],
+        fix_backbone=header["fix_backbone"],
+    )
     _load_state(detector, state, header["stores_backbone"], path)
     return detector.to(device).eval(), header
 
@@ -341,25 +342,11 @@ def _is_toolkit_checkpoint(path: Path) -> bool:
     return path.suffix == ".safetensors" and HEADER_KEY in _safetensors_metadata(path)
 
 
-def _fixed_input(spec: ArchSpec) -> bool:
-    """Whether ``spec``'s network takes one input size only (a position embedding per patch)."""
-    return spec.source == "open_clip" or spec.model_name.startswith("vit")
-
-
-def _check_native_crop(spec: ArchSpec, crop_size: int, what: str) -> None:
-    if _fixed_input(spec) and crop_size != spec.native_size:
-        raise UserError(
-            f"--cropSize {crop_size}: {what} on {spec.name} takes {spec.native_size} px crops "
-            f"only (its position embedding has a fixed size); pass --cropSize {spec.native_size} "
-            f"and a --loadSize of at least {spec.native_size}"
-        )
-
-
 def _whole_model(original: OriginalWeights, spec: ArchSpec, crop_size: int, path: Path) -> Detector:
     """The detector of an original trainer's whole saved model (backbone weights from it)."""
-    _check_native_crop(spec, crop_size, f"the model saved in {path.name}")
-    detector = Detector(build_backbone(spec.name, weights="none"), dropout=0.0, fix_backbone=True)
-    detector.weights = LOADED_WEIGHTS
+    detector, _ = create_detector(
+        spec.name, LOADED_WEIGHTS, crop_size, dropout=0.0, fix_backbone=True
+    )
     state = {f"backbone.{k}": v for k, v in original.backbone.items()}  # type: ignore[union-attr]
     state.update({f"fc.{k}": v for k, v in original.head.items()})
     _load_state(detector, state, with_backbone=True, path=path, hint="; is --arch right?")
@@ -377,13 +364,9 @@ def _head_on_backbone(
             "backbone (--weights none) its verdicts mean nothing (use this for tests only)",
             file=sys.stderr,
         )
-        with torch.random.fork_rng(devices=[]):  # the same backbone for the same seed
-            torch.manual_seed(seed)
-            backbone = build_backbone(spec.name, weights="none", image_size=crop_size)
-    else:
-        _check_native_crop(spec, crop_size, f"a head on the {weights} backbone")
-        backbone = build_backbone(spec.name, weights=weights)
-    detector = Detector(backbone, dropout=0.0, fix_backbone=True)
+    with torch.random.fork_rng(devices=[]):  # the same random backbone for the same seed
+        torch.manual_seed(seed)
+        detector, _ = create_detector(spec.name, weights, crop_size, dropout=0.0, fix_backbone=True)
     return _put_head(detector, head, f"--ckpt {path}")
 
 

@@ -259,8 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from UniversalFakeDetect.engine.fit import FitConfig, fit
     from UniversalFakeDetect.engine.trainer import DetectorTrainer
     from UniversalFakeDetect.evaluation.metrics import best_threshold
-    from UniversalFakeDetect.models.detector import Detector
-    from UniversalFakeDetect.models.registry import build_backbone
+    from UniversalFakeDetect.models.factory import backbone_input_size, create_detector
     from UniversalFakeDetect.pipeline import (
         augment_config,
         build_source,
@@ -297,9 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_writable_dir(Path(args.result_folder) / args.name, flag="--result_folder")
 
     seed_everything(args.seed)
-    image_size = transform.crop_size if args.weights == "none" else None
-    backbone = build_backbone(args.arch, weights=args.weights, image_size=image_size)
-    detector = Detector(backbone, dropout=args.dropout, fix_backbone=args.fix_backbone).to(device)
+    detector, _ = create_detector(
+        args.arch, args.weights, transform.crop_size, dropout=args.dropout,
+        fix_backbone=args.fix_backbone,
+    )  # fmt: skip
+    detector = detector.to(device)
+    image_size = backbone_input_size(resolve_arch(args.arch), args.weights, transform.crop_size)
     print(
         f"{args.name}: {args.arch} ({args.weights} weights"
         f"{', frozen' if args.fix_backbone else ''}) on {root}: {len(train_rows)} train, "

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from rfd_common.errors import UserError
-from UniversalFakeDetect import checkpoint
 from UniversalFakeDetect.checkpoint import (
     load_checkpoint,
     load_linear_head,
     read_header,
     save_checkpoint,
 )
+from UniversalFakeDetect.models import factory
 from UniversalFakeDetect.models.detector import Detector
 from UniversalFakeDetect.models.registry import Backbone, build_backbone
 
@@ -52,7 +52,7 @@ def test_frozen_pretrained_backbone_stores_the_head_only(
     assert read_header(path)["stores_backbone"] is False
     # loading rebuilds the pretrained backbone (stood in for by the same random module)
     monkeypatch.setattr(
-        checkpoint,
+        factory,
         "build_backbone",
         lambda arch, weights, image_size=None: Backbone(
             detector.backbone, detector_spec(detector), weights

@@ -514,7 +514,7 @@ def test_an_original_clip_rn50_model_scores_as_openais_encoder(
     try:
         assert_probs(probs_from_detect(capsys, flags, images, tmp_path), expected)
         line = one_error(*run_detect(capsys, [*flags, *SMALL], images))  # a 7x7 attention pool
-        assert f"--cropSize 28: the model saved in {path.name} on CLIP:RN50 takes 224 px" in line
+        assert "--cropSize 28: CLIP:RN50 with checkpoint weights takes 224 px crops only" in line
     finally:
         path.unlink()  # 0.4 GB
 
@@ -568,8 +568,7 @@ def _refused_files(folder: Path, whole: Path, tensors: Tensors) -> dict[str, tup
         ),
         "a crop CLIP cannot take": (
             folder / "rn50.pth", ("--arch", "CLIP:RN50", *SMALL),
-            r"--cropSize 28: a head on the pretrained backbone on CLIP:RN50 takes 224 px crops "
-            r"only",
+            r"--cropSize 28: CLIP:RN50 with pretrained weights takes 224 px crops only",
         ),
     }  # fmt: skip
 
