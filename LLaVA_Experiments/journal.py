@@ -23,6 +23,7 @@ class Journal:
     """Records of one run, keyed by ``key``, persisted in ``path``."""
 
     def __init__(self, path: Path, settings: dict[str, Any], key: str) -> None:
+        """An empty journal; :meth:`open` is the way to get one that resumes."""
         self.path = Path(path)
         self.settings = settings
         self.key = key
@@ -41,6 +42,7 @@ class Journal:
         return journal
 
     def _load(self, flag: str) -> None:
+        """Read the records of an unfinished run; refuse one with other settings."""
         data = self.path.read_bytes()
         if not data.endswith(b"\n"):  # killed mid-line: cut the torn line before appending
             data = data[: data.rfind(b"\n") + 1]
@@ -68,10 +70,8 @@ class Journal:
             if record is not None and self.key in record:
                 self.records[str(record[self.key])] = record
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.records
-
     def __len__(self) -> int:
+        """How many records the journal holds."""
         return len(self.records)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
@@ -93,6 +93,7 @@ class Journal:
 
 
 def _parse(line: str) -> dict[str, Any] | None:
+    """One JSON object per line; anything else (a torn line) is None."""
     try:
         value = json.loads(line)
     except json.JSONDecodeError:

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import atomic_write_text, ensure_writable_dir
 
@@ -58,6 +56,7 @@ def build_tiny_llava(folder: Path, seed: int = 0, hidden: int = 32) -> Path:
     ``seed`` seeds torch's global generator right before the weights are drawn, so a seed
     always gives the same weights; ``hidden`` is the language model's width.
     """
+    import torch
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
@@ -100,6 +99,7 @@ def build_tiny_llava(folder: Path, seed: int = 0, hidden: int = 32) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m LLaVA_Experiments.tiny_model``."""
     p = argparse.ArgumentParser(
         prog="python -m LLaVA_Experiments.tiny_model",
         description=__doc__.split("\n\n")[0] + " " + RANDOM_WARNING,
@@ -113,12 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _banner(text: str) -> str:
+    """``text`` between two lines of ``!``, hard to miss on a terminal."""
     line = "!" * 78
     return f"{line}\n!! {text}\n{line}"
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
+    """Write the tiny random model into a new folder, with a README saying it is random."""
     args = build_parser().parse_args(argv)
     if args.hidden < 8 or args.hidden % 8:
         raise UserError(

@@ -1,7 +1,7 @@
 """Time LoRA training steps and an explanation of the LLaVA explainer, with peak memory.
 
-Runs the real code paths (``LLaVA_Experiments.finetune_lora.train`` and
-``LLaVA_Experiments.explain.explain_rows``) with generated images and conversations.
+Runs the real code paths (``LLaVA_Experiments.training.train`` and
+``LLaVA_Experiments.explanations.explain_rows``) with generated images and conversations.
 
 Default: the tiny random LLaVA-NeXT of ``LLaVA_Experiments.tiny_model``, built into a temporary
 folder; one step. It shows that the GPU/bf16 path works and what it costs on a toy.
@@ -45,17 +45,15 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from datagen.manifest import ManifestRow
-from LLaVA_Experiments.explain import explain_rows
-from LLaVA_Experiments.finetune_lora import TrainConfig, train
-from LLaVA_Experiments.model import (
-    QUESTION,
-    add_dtype_option,
-    load_adapter,
-    load_model,
-    resolve_dtype,
-    user_text,
-)
+from LLaVA_Experiments.adapters import load_adapter
+from LLaVA_Experiments.conversations import single_turn
+from LLaVA_Experiments.explanations import explain_rows
+from LLaVA_Experiments.loading import load_model, resolve_dtype
+from LLaVA_Experiments.options import add_dtype_option
+from LLaVA_Experiments.prompts import QUESTION
+from LLaVA_Experiments.recipe import TrainConfig
 from LLaVA_Experiments.tiny_model import build_tiny_llava
+from LLaVA_Experiments.training import train
 
 # (height, width): square and both anyres orientations of the tiny model's pinpoints
 IMAGE_SIZES = ((16, 16), (8, 16), (16, 8), (12, 12))
@@ -73,16 +71,7 @@ def write_inputs(root: Path, seed: int = 0) -> tuple[list[dict[str, Any]], Manif
         rel = f"train/toy/{index}.png"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(root / rel)
-        records.append(
-            {
-                "id": f"toy-{index}",
-                "image": rel,
-                "conversations": [
-                    {"from": "human", "value": user_text(QUESTION)},
-                    {"from": "gpt", "value": REPLIES[index % 2]},
-                ],
-            }
-        )
+        records.append(single_turn(f"toy-{index}", rel, QUESTION, REPLIES[index % 2]))
     rel = "val/toy/0.png"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / rel)
@@ -90,6 +79,7 @@ def write_inputs(root: Path, seed: int = 0) -> tuple[list[dict[str, Any]], Manif
 
 
 def _status_kb(field: str) -> float | None:
+    """A ``kB`` field of ``/proc/self/status`` (None where there is none)."""
     status = Path("/proc/self/status")
     if not status.exists():
         return None
@@ -165,16 +155,7 @@ def write_full_size_inputs(
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / rel)
         reply = _answer_text(tokenizer, answer_tokens - 3, ("real", "fake")[index % 2])
-        records.append(
-            {
-                "id": f"full-{index}",
-                "image": rel,
-                "conversations": [
-                    {"from": "human", "value": user_text(QUESTION)},
-                    {"from": "gpt", "value": reply},
-                ],
-            }
-        )
+        records.append(single_turn(f"full-{index}", rel, QUESTION, reply))
     rows = []
     for index in range(test_images):
         rel = f"val/full/{index}.png"
@@ -204,6 +185,56 @@ def readme_estimate(
     }
 
 
+def _full_size_sizes(processor: Any, record: dict[str, Any]) -> dict[str, int]:
+    """Image tokens and crops of a 256x256 image, and the tokens of the conversation ``record``
+    on one, with the real image processing."""
+    from LLaVA_Experiments.encoding import conversation_length, image_token_count
+
+    blank = processor.image_processor(images=[Image.new("RGB", (256, 256))], return_tensors="pt")
+    return {
+        "image_tokens": image_token_count(processor, 256, 256),
+        "crops": int(blank["pixel_values"].shape[1]),
+        "conversation_tokens": conversation_length(processor, record, (256, 256)),
+    }
+
+
+def _timed_training(
+    device: torch.device,
+    model: Any,
+    processor: Any,
+    records: list[dict[str, Any]],
+    work: Path,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Train LoRA on ``records`` with the time of every step; the trained model, the losses
+    (all steps, and per step with None where skipped) and the measurement of the whole."""
+    marks: list[float] = []
+    step_losses: list[float | None] = []
+
+    def on_step(step: int, loss: float | None) -> None:
+        """Mark the end of a step (after the GPU finished it) and its loss."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        marks.append(time.perf_counter())
+        step_losses.append(loss)
+
+    def run_training() -> Any:
+        """The training, with the start mark of the first step."""
+        marks.append(time.perf_counter())
+        return train(
+            model, processor, records, work / "data", work / "adapter", config, on_step=on_step
+        )
+
+    (trained, losses), training = measure(device, run_training)
+    return {
+        "trained": trained,
+        "training": training,
+        "step_seconds": [b - a for a, b in itertools.pairwise(marks)],
+        "losses": losses,
+        "step_losses": step_losses,
+    }
+
+
 def run_full_size(
     config: Any,
     device: torch.device,
@@ -222,68 +253,40 @@ def run_full_size(
     tiny tokenizer (``LLaVA_Experiments.full_size.config_for_tokenizer``).
     """
     from LLaVA_Experiments.full_size import build_random_llava, full_size_processor
-    from LLaVA_Experiments.model import conversation_length, image_token_count
 
     processor = full_size_processor()
-    tokenizer = processor.tokenizer
     records, rows = write_full_size_inputs(
-        work / "data", tokenizer, steps, answer_tokens, explain_batch
+        work / "data", processor.tokenizer, steps, answer_tokens, explain_batch
     )
-    image_tokens = image_token_count(processor, 256, 256)
-    length = conversation_length(processor, records[0], (256, 256))
-    blank = processor.image_processor(images=[Image.new("RGB", (256, 256))], return_tensors="pt")
-    crops = int(blank["pixel_values"].shape[1])
+    sizes = _full_size_sizes(processor, records[0])
     model, build = measure(device, lambda: build_random_llava(config, dtype, device))
-    tokenizer.padding_side = "right"  # as finetune_lora does
+    processor.tokenizer.padding_side = "right"  # as finetune_lora does
     train_config = TrainConfig(
         lora_r=lora_r, lora_alpha=2 * lora_r, max_steps=steps, grad_accum=1, max_length=2048,
     )  # fmt: skip
-    marks: list[float] = []
-    step_losses: list[float | None] = []
-
-    def on_step(step: int, loss: float | None) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        marks.append(time.perf_counter())
-        step_losses.append(loss)
-
-    def run_training() -> Any:
-        marks.append(time.perf_counter())
-        return train(
-            model, processor, records, work / "data", work / "adapter", train_config,
-            on_step=on_step,
-        )  # fmt: skip
-
-    (trained, losses), training = measure(device, run_training)
-    step_seconds = [b - a for a, b in itertools.pairwise(marks)]
-    trained.eval()
+    training = _timed_training(device, model, processor, records, work, train_config)
+    model = training.pop("trained")
+    model.eval()
     explained, explain = measure(
         device,
         lambda: explain_rows(
-            trained, processor, work / "data", rows, batch_size=explain_batch,
+            model, processor, work / "data", rows, batch_size=explain_batch,
             max_new_tokens=max_new_tokens, force_answer=True,
         ),
     )  # fmt: skip
     return {
-        "image_tokens": image_tokens,
-        "crops": crops,
-        "conversation_tokens": length,
+        **sizes,
         "answer_tokens": answer_tokens,
         "build": build,
-        "training": training,
-        "step_seconds": step_seconds,
-        "losses": losses,
-        "step_losses": step_losses,
+        **training,
         "explain": explain,
         "explained": explained,
-        "parameters": sum(p.numel() for p in trained.get_base_model().parameters()),
+        "parameters": sum(p.numel() for p in model.get_base_model().parameters()),
     }
 
 
-def _full_size_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> int:
-    from LLaVA_Experiments.full_size import config_for_tokenizer
-    from LLaVA_Experiments.tiny_model import tiny_tokenizer
-
+def _print_full_size_header(device: torch.device, dtype: torch.dtype) -> None:
+    """What runs where, and a warning when the GPU has less memory free than training needs."""
     gib = 2**30
     name = f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "CPU"
     print(
@@ -295,18 +298,13 @@ def _full_size_main(args: argparse.Namespace, device: torch.device, dtype: torch
         print(f"GPU memory: {free / gib:.1f} GiB free of {total / gib:.1f} GiB")
         if free < 22 * gib:
             print("WARNING: the estimate for LoRA training is about 19.5 GiB plus CUDA overhead")
-    config = config_for_tokenizer(tiny_tokenizer())
-    with tempfile.TemporaryDirectory() as tmp_name:
-        result = run_full_size(
-            config, device, dtype, Path(tmp_name), steps=args.steps, lora_r=args.lora_r or 128,
-            answer_tokens=args.answer_tokens, explain_batch=args.explain_batch,
-            max_new_tokens=args.max_new_tokens,
-        )  # fmt: skip
-    print("estimating (meta device) ...")
-    estimate = readme_estimate(
-        result["image_tokens"], result["crops"], args.explain_batch, args.max_new_tokens,
-        args.answer_tokens,
-    )  # fmt: skip
+
+
+def _print_full_size_table(
+    result: dict[str, Any], estimate: dict[str, float], args: argparse.Namespace,
+    device: torch.device,
+) -> None:  # fmt: skip
+    """Sizes, then wall time, memory before and peak memory of each part beside the estimate."""
     unit = "GiB allocated by torch (max_memory_allocated)" if device.type == "cuda" else (
         "GiB resident (VmHWM)"
     )  # fmt: skip
@@ -331,6 +329,11 @@ def _full_size_main(args: argparse.Namespace, device: torch.device, dtype: torch
             f"{label:<48} {m['seconds']:>8.2f} {m['before_mb'] / 1024:>8.2f} "
             f"{m['peak_mb'] / 1024:>8.2f} {est_text}"
         )
+
+
+def _print_full_size_checks(result: dict[str, Any]) -> bool:
+    """Time per step, finite losses, probabilities in [0, 1]; whether the losses were finite."""
+    steps = result["step_seconds"]
     later = steps[1:] or steps
     print(
         f"\ntime per LoRA step: first {steps[0]:.2f} s (with LoRA setup and warm-up), then "
@@ -345,10 +348,33 @@ def _full_size_main(args: argparse.Namespace, device: torch.device, dtype: torch
         f"{'yes' if all(0 <= p <= 1 for p in probs) else 'NO'}"
     )
     print("(random weights: losses, verdicts and probabilities mean nothing)")
-    return 0 if finite else 1
+    return finite
+
+
+def _full_size_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> int:
+    """``--full_size``: the 7B architecture run, its measurements beside the estimate."""
+    from LLaVA_Experiments.full_size import config_for_tokenizer
+    from LLaVA_Experiments.tiny_model import tiny_tokenizer
+
+    _print_full_size_header(device, dtype)
+    config = config_for_tokenizer(tiny_tokenizer())
+    with tempfile.TemporaryDirectory() as tmp_name:
+        result = run_full_size(
+            config, device, dtype, Path(tmp_name), steps=args.steps, lora_r=args.lora_r or 128,
+            answer_tokens=args.answer_tokens, explain_batch=args.explain_batch,
+            max_new_tokens=args.max_new_tokens,
+        )  # fmt: skip
+    print("estimating (meta device) ...")
+    estimate = readme_estimate(
+        result["image_tokens"], result["crops"], args.explain_batch, args.max_new_tokens,
+        args.answer_tokens,
+    )  # fmt: skip
+    _print_full_size_table(result, estimate, args, device)
+    return 0 if _print_full_size_checks(result) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if any)")
     add_dtype_option(parser)
@@ -374,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Check the device and flags, quiet transformers, run the tiny or the full-size benchmark."""
     parser = build_parser()
     args = parser.parse_args(argv)
 
@@ -413,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def tiny_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
-    """The default run: one step and one explanation of the tiny random model."""
+def _print_tiny_header(device: torch.device, dtype: torch.dtype) -> None:
+    """Where the tiny run happens and which memory it reports."""
     dtype_name = str(dtype).removeprefix("torch.")
     if device.type == "cuda":
         where = f"GPU {torch.cuda.get_device_name(device)}"
@@ -430,52 +457,66 @@ def tiny_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
         print("no CUDA run: these are CPU numbers; run on a GPU machine to check the bf16 path")
     print(f"memory: {memory_kind}")
 
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        start = time.perf_counter()
-        folder = build_tiny_llava(tmp / "model")
-        records, test_row = write_inputs(tmp / "data")
-        print(
-            f"tiny model and {len(records)} conversations written in "
-            f"{time.perf_counter() - start:.1f} s"
-        )
 
-        (model, processor), load = measure(
-            device, lambda: load_model(str(folder), str(device), dtype=dtype)
-        )
-        processor.tokenizer.padding_side = "right"  # as finetune_lora does
-        config = TrainConfig(
-            lora_r=args.lora_r, lora_alpha=2 * args.lora_r, max_steps=1,
-            grad_accum=len(records), max_length=512,
-        )  # fmt: skip
-        adapter = tmp / "adapter"
-        (trained, losses), step = measure(
-            device,
-            lambda: train(model, processor, records, tmp / "data", adapter, config),
-        )
-        loss = losses[0] if losses else float("nan")
-        saved = load_file(adapter / "adapter_model.safetensors")
-        lora_dtype = next(t.dtype for n, t in saved.items() if "lora_A" in n)
-        del model, trained
-        (model, processor), _ = measure(
-            device, lambda: load_model(str(folder), str(device), dtype=dtype)
-        )
-        model = load_adapter(model, adapter)
-        model.eval()
-        explained, explain = measure(
-            device,
-            lambda: explain_rows(
-                model, processor, tmp / "data", [test_row], batch_size=1,
-                max_new_tokens=args.max_new_tokens, force_answer=True,
-            ),
-        )  # fmt: skip
-    record = explained[0]
-    prob = record["prob_fake"]
+def _tiny_train(
+    device: torch.device, dtype: torch.dtype, folder: Path, tmp: Path,
+    records: list[dict[str, Any]], lora_r: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Load the tiny model and train one LoRA step over ``records`` into ``tmp/adapter``; the
+    two measurements, the loss and the dtype the LoRA weights were saved in."""
+    (model, processor), load = measure(
+        device, lambda: load_model(str(folder), str(device), dtype=dtype)
+    )
+    processor.tokenizer.padding_side = "right"  # as finetune_lora does
+    config = TrainConfig(
+        lora_r=lora_r, lora_alpha=2 * lora_r, max_steps=1, grad_accum=len(records),
+        max_length=512,
+    )  # fmt: skip
+    adapter = tmp / "adapter"
+    (_, losses), step = measure(
+        device,
+        lambda: train(model, processor, records, tmp / "data", adapter, config),
+    )
+    saved = load_file(adapter / "adapter_model.safetensors")
+    return {
+        "load": load,
+        "step": step,
+        "loss": losses[0] if losses else float("nan"),
+        "lora_dtype": next(t.dtype for n, t in saved.items() if "lora_A" in n),
+    }
 
+
+def _tiny_explain(
+    device: torch.device, dtype: torch.dtype, folder: Path, tmp: Path, test_row: ManifestRow,
+    max_new_tokens: int,
+) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+    """Reload the tiny model with the trained adapter and explain ``test_row``; its record and
+    the measurement of the explanation."""
+    (model, processor), _ = measure(
+        device, lambda: load_model(str(folder), str(device), dtype=dtype)
+    )
+    model = load_adapter(model, tmp / "adapter")
+    model.eval()
+    explained, explain = measure(
+        device,
+        lambda: explain_rows(
+            model, processor, tmp / "data", [test_row], batch_size=1,
+            max_new_tokens=max_new_tokens, force_answer=True,
+        ),
+    )  # fmt: skip
+    return explained[0], explain
+
+
+def _print_tiny_results(
+    args: argparse.Namespace, dtype: torch.dtype, conversations: int, trained: dict[str, Any],
+    record: dict[str, Any], explain: dict[str, float],
+) -> None:  # fmt: skip
+    """The table of the three parts, the ratios, and the checks of loss and probability."""
+    load, step, loss = trained["load"], trained["step"], trained["loss"]
     print(f"\n{'part':<44} {'wall s':>8} {'before MB':>10} {'peak MB':>9}")
     parts = (
         ("load model + processor", load),
-        (f"LoRA step (r {args.lora_r}, {len(records)} conversations accumulated)", step),
+        (f"LoRA step (r {args.lora_r}, {conversations} conversations accumulated)", step),
         (f"explain 1 image ({args.max_new_tokens} new tokens + P(fake))", explain),
     )
     for name, m in parts:
@@ -486,8 +527,10 @@ def tiny_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
         f"train step peak - before: {step['peak_mb'] - step['before_mb']:.1f} MB; "
         f"explain peak - before: {explain['peak_mb'] - explain['before_mb']:.1f} MB"
     )
+    dtype_name = str(dtype).removeprefix("torch.")
     print(f"{dtype_name} training loss {loss:.4f}: finite {'yes' if math.isfinite(loss) else 'NO'}")
-    print(f"LoRA weights trained and saved in {str(lora_dtype).removeprefix('torch.')}")
+    print(f"LoRA weights trained and saved in {str(trained['lora_dtype']).removeprefix('torch.')}")
+    prob = record["prob_fake"]
     in_range = 0.0 <= prob <= 1.0
     print(
         f"explanation P(fake) = {prob:.4f}: in [0, 1] {'yes' if in_range else 'NO'} "
@@ -495,6 +538,23 @@ def tiny_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
         f"{len(record['generated'].split())} words generated)"
     )
     print("(random weights: the loss, verdict and probability themselves mean nothing)")
+
+
+def tiny_main(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+    """The default run: one step and one explanation of the tiny random model."""
+    _print_tiny_header(device, dtype)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        start = time.perf_counter()
+        folder = build_tiny_llava(tmp / "model")
+        records, test_row = write_inputs(tmp / "data")
+        print(
+            f"tiny model and {len(records)} conversations written in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        trained = _tiny_train(device, dtype, folder, tmp, records, args.lora_r)
+        record, explain = _tiny_explain(device, dtype, folder, tmp, test_row, args.max_new_tokens)
+    _print_tiny_results(args, dtype, len(records), trained, record, explain)
 
 
 if __name__ == "__main__":

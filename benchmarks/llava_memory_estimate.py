@@ -4,7 +4,7 @@ ARITHMETIC ESTIMATES, NOT MEASUREMENTS. The real architecture is built on the me
 weights, nothing downloaded) from the published config values (Vicuna-7B Llama text model and
 the CLIP ViT-L/14-336 vision tower, anyres pinpoints up to 672x672 / 1008x336); parameter
 counts and dtypes come from that model, and the LoRA counts from applying exactly
-``LLaVA_Experiments.finetune_lora.add_lora`` with ``TrainConfig()`` defaults. Image-token
+``LLaVA_Experiments.adapters.add_lora`` with ``TrainConfig()`` defaults. Image-token
 counts come from transformers' own LlavaNextProcessor (configured by hand as published) and are
 cross-checked with the model's feature count on meta tensors. Memory = weights + trainable
 parameters, their gradients and AdamW states (exact arithmetic) + a rough activation term
@@ -29,18 +29,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from LLaVA_Experiments.finetune_lora import TrainConfig, add_lora
+from LLaVA_Experiments.adapters import add_lora
+from LLaVA_Experiments.four_bit import four_bit_plan
 from LLaVA_Experiments.full_size import (
     PINPOINTS,
     build_random_llava,
     full_size_processor,
     llava_7b_config,
 )
-from LLaVA_Experiments.model import DEFAULT_MODEL, four_bit_plan
+from LLaVA_Experiments.hub import DEFAULT_MODEL
+from LLaVA_Experiments.recipe import TrainConfig
 
 GIB = 2**30
-# nf4 with double quantisation (load_model's BitsAndBytesConfig): 4 bits per weight, an 8-bit
-# absmax per block of 64 weights, and a float32 scale per 256 of those absmax values
+# nf4 with double quantisation (the BitsAndBytesConfig of four_bit.four_bit_kwargs): 4 bits per
+# weight, an 8-bit absmax per block of 64 weights, and a float32 scale per 256 of those absmaxes
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
 TEXT_TOKENS = 100  # Vicuna system prompt + question + role tags: about 80-100 tokens
 ANSWER_TOKENS = 300  # make_train_data's --max_new_tokens: the longest training answer
@@ -61,22 +63,9 @@ NOTES = (
 )
 
 
-def llava_config() -> Any:
-    """LlavaNextConfig of llava-hf/llava-v1.6-vicuna-7b-hf, written out by hand."""
-    return llava_7b_config()
-
-
 def build_meta_model(dtype: torch.dtype = torch.bfloat16) -> Any:
     """The 7B LlavaNextForConditionalGeneration on the meta device (shapes, no storage)."""
-    return build_random_llava(llava_config(), dtype=dtype, device="meta")
-
-
-def build_processor() -> Any:
-    """LlavaNextProcessor set up as the published one (336 px crops, patch 14, CLS dropped).
-
-    The tokenizer is the tiny in-memory one: it does not enter the image-token arithmetic.
-    """
-    return full_size_processor()
+    return build_random_llava(llava_7b_config(), dtype=dtype, device="meta")
 
 
 def image_token_counts(processor: Any, sizes: list[list[int]]) -> list[int]:
@@ -104,7 +93,7 @@ class Counts:
     """Parameter counts and shapes that the memory arithmetic needs."""
 
     total: int
-    quantized: int  # nn.Linear weights load_in_4bit turns into nf4 (model.four_bit_plan)
+    quantized: int  # nn.Linear weights load_in_4bit turns into nf4 (four_bit.four_bit_plan)
     lora: int
     projector: int
     layers: int
@@ -166,6 +155,7 @@ class Estimate:
 
     @property
     def fixed(self) -> float:
+        """Everything but the activations."""
         return self.weights + self.trainable + self.grads + self.adamw
 
 
@@ -223,6 +213,7 @@ def estimates(
 
 
 def format_table(rows: list[Estimate]) -> str:
+    """The GiB of each part of each setting, one row per setting."""
     head = (
         f"{'setting':<28} {'weights':>8} {'trainable':>9} {'grads':>7} {'AdamW':>7} "
         f"{'subtotal':>9} {'+ activ.*':>10} {'= total':>8}"
@@ -237,26 +228,8 @@ def format_table(rows: list[Estimate]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch_size", type=int, default=4, help="images per inference batch")
-    parser.add_argument("--new_tokens", type=int, default=256, help="explanation length")
-    parser.add_argument("--answer_tokens", type=int, default=ANSWER_TOKENS)
-    args = parser.parse_args()
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    banner = "ARITHMETIC ESTIMATES, NOT MEASUREMENTS (nothing ran on a GPU)"
-    print(f"{'=' * len(banner)}\n{banner}\n{'=' * len(banner)}")
-    start = time.perf_counter()
-    model = build_meta_model(torch.bfloat16)
-    counts = count_params(model)
-    print(
-        f"{DEFAULT_MODEL} built on the meta device from the published config in "
-        f"{time.perf_counter() - start:.1f} s"
-    )
+def _print_parameters(model: Any, counts: Counts) -> None:
+    """Parameters per part of the model, and what --load_in_4bit makes nf4."""
     parts = {
         name: sum(p.numel() for p in child.parameters())
         for name, child in model.model.named_children()
@@ -279,7 +252,11 @@ def main() -> None:
     if outside:
         print(f"WARNING: layers outside the language model would be quantised: {outside[:3]}")
 
-    processor = build_processor()
+
+def _print_image_tokens(model: Any) -> list[tuple[str, int, int]]:
+    """Image tokens per size, cross-checked; returns ``(label, tokens, crops)`` of the dataset's
+    256x256 images and of the largest case."""
+    processor = full_size_processor()
     sizes = [[256, 256], *PINPOINTS]
     counted = image_token_counts(processor, sizes)
     print("\nimage tokens (LlavaNextProcessor._get_num_multimodal_tokens, checked against the")
@@ -301,7 +278,14 @@ def main() -> None:
         f"{large_tokens} ({large_size[0]}x{large_size[1]} or larger square images; "
         "unpadding only removes tokens)"
     )
+    return [
+        ("256x256 image", small_tokens, small_crops),
+        (f"largest case ({large_size[0]}x{large_size[1]})", large_tokens, large_crops),
+    ]
 
+
+def _print_lora(model: Any, counts: Counts) -> None:
+    """LoRA's trainable parameters (``counts.lora`` set here) and their dtypes."""
     lora, projector, lora_dtype, projector_dtype = lora_params(model)
     counts.lora = lora
     config = TrainConfig()
@@ -321,10 +305,12 @@ def main() -> None:
     if counts.projector != projector:
         print("WARNING: the projector copy's size differs from the projector's")
 
-    for label, tokens, crops in (
-        ("256x256 image", small_tokens, small_crops),
-        (f"largest case ({large_size[0]}x{large_size[1]})", large_tokens, large_crops),
-    ):
+
+def _print_estimates(
+    counts: Counts, cases: list[tuple[str, int, int]], args: argparse.Namespace
+) -> None:
+    """The memory table of each image case."""
+    for label, tokens, crops in cases:
         context = tokens + TEXT_TOKENS
         print(
             f"\n{label}: {tokens} image tokens + ~{TEXT_TOKENS} prompt tokens; inference "
@@ -334,6 +320,33 @@ def main() -> None:
         rows = estimates(counts, tokens, crops, args.batch_size, args.new_tokens,
                          args.answer_tokens)  # fmt: skip
         print(format_table(rows))
+
+
+def main() -> None:
+    """Build the 7B model on meta, count, and print the estimates with their caveats."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch_size", type=int, default=4, help="images per inference batch")
+    parser.add_argument("--new_tokens", type=int, default=256, help="explanation length")
+    parser.add_argument("--answer_tokens", type=int, default=ANSWER_TOKENS)
+    args = parser.parse_args()
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    banner = "ARITHMETIC ESTIMATES, NOT MEASUREMENTS (nothing ran on a GPU)"
+    print(f"{'=' * len(banner)}\n{banner}\n{'=' * len(banner)}")
+    start = time.perf_counter()
+    model = build_meta_model(torch.bfloat16)
+    counts = count_params(model)
+    print(
+        f"{DEFAULT_MODEL} built on the meta device from the published config in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    _print_parameters(model, counts)
+    cases = _print_image_tokens(model)
+    _print_lora(model, counts)
+    _print_estimates(counts, cases, args)
     print()
     for note in NOTES:
         print(textwrap.fill(note, width=93))

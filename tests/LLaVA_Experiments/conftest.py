@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from datagen.manifest import ManifestRow, write_manifest
-from LLaVA_Experiments.model import build_prompt
+from LLaVA_Experiments.prompts import build_prompt
 from LLaVA_Experiments.tiny_model import build_tiny_llava
 
 

@@ -7,32 +7,18 @@ import pytest
 import torch
 
 from datagen.manifest import read_manifest, select
-from LLaVA_Experiments import explain
-from LLaVA_Experiments.model import (
-    build_prompt,
-    ends_with_answer,
-    load_model,
-    parse_verdict,
-    verdict_token_ids,
-)
+from LLaVA_Experiments import explain, explanations, generation, hub
+from LLaVA_Experiments.four_bit import check_four_bit
+from LLaVA_Experiments.images import load_image
+from LLaVA_Experiments.loading import load_model, pick_device
+from LLaVA_Experiments.prompts import build_prompt, parse_verdict, verdict_token_ids
 from rfd_common.errors import UserError
 from tests.LLaVA_Experiments.conftest import independent_prob_fake
-
-
-def test_parse_verdict_takes_last_answer() -> None:
-    assert parse_verdict("edges look smooth. Answer: Fake.") == ("edges look smooth.", "fake")
-    assert parse_verdict("Answer: real then Answer : fake")[1] == "fake"
-    assert parse_verdict("no verdict here") == ("no verdict here", None)
-    assert ends_with_answer("noise.\nAnswer: real", "real")
-    assert not ends_with_answer("Answer: real, but more text", "real")
-    assert not ends_with_answer("noise.\nAnswer: real", "fake")
 
 
 def test_image_tokens_match_the_model(tiny_llava: Path, tiny_data: Path) -> None:
     model, processor = load_model(str(tiny_llava), device="cpu")
     rows = select(read_manifest(tiny_data), split="val")[:2]
-    from LLaVA_Experiments.model import load_image
-
     images = [load_image(tiny_data, r.path) for r in rows]
     inputs = processor(images=images, text=[build_prompt()] * 2, return_tensors="pt", padding=True)
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
@@ -76,9 +62,11 @@ def test_own_verdict_is_kept_when_given(tiny_llava: Path, tiny_data: Path, monke
     model, processor = load_model(str(tiny_llava), device="cpu")
     rows = select(read_manifest(tiny_data), split="val")[:2]
     monkeypatch.setattr(
-        explain, "generate_texts", lambda *a, **k: ["noise. Answer: real", "edges. Answer: fake"]
+        explanations,
+        "generate_texts",
+        lambda *a, **k: ["noise. Answer: real", "edges. Answer: fake"],
     )
-    records = explain.explain_rows(model, processor, tiny_data, rows, batch_size=2)
+    records = explanations.explain_rows(model, processor, tiny_data, rows, batch_size=2)
     assert [r["verdict"] for r in records] == ["real", "fake"]
     assert [r["forced"] for r in records] == [False, False]
     assert [r["explanation"] for r in records] == ["noise.", "edges."]
@@ -96,15 +84,13 @@ def test_missing_weights_is_a_clear_error(tmp_path: Path) -> None:
 def test_batched_probabilities_match_single_images(tiny_llava: Path, tiny_data: Path) -> None:
     model, processor = load_model(str(tiny_llava), device="cpu")
     rows = select(read_manifest(tiny_data), split="val")[:3]
-    from LLaVA_Experiments.model import load_image
-
     images = [load_image(tiny_data, r.path) for r in rows]
     contexts = [
         build_prompt() + suffix for suffix in (" Answer:", " noise edges Answer:", " Answer:")
     ]
-    batched_probs = explain.fake_probabilities(model, processor, images, contexts)
+    batched_probs = generation.fake_probabilities(model, processor, images, contexts)
     single = [
-        explain.fake_probabilities(model, processor, [im], [c])[0]
+        generation.fake_probabilities(model, processor, [im], [c])[0]
         for im, c in zip(images, contexts, strict=True)
     ]
     assert batched_probs == pytest.approx(single, abs=1e-4)
@@ -118,7 +104,6 @@ def test_four_bit_needs_a_gpu(tiny_llava: Path, capsys) -> None:
 
 def test_a_quantised_vision_tower_is_refused(tiny_llava: Path) -> None:
     """After a 4-bit load, a vision tower or projector layer in 4 bit is a clear error."""
-    from LLaVA_Experiments.model import check_four_bit
 
     class Linear4bit(torch.nn.Linear):  # stands in for bitsandbytes' layer
         pass
@@ -141,7 +126,7 @@ def test_cli_resumes_after_a_kill(
     full = json.loads((tmp_path / "uninterrupted" / "explanations.json").read_text())["images"]
     assert not (tmp_path / "uninterrupted" / explain.JOURNAL_NAME).exists()
 
-    real_batch = explain.explain_batch
+    real_batch = explanations.explain_batch
     asked: list[str] = []
     kill = [True]
 
@@ -151,7 +136,7 @@ def test_cli_resumes_after_a_kill(
         asked.extend(r.path for r in rows)
         return real_batch(model, processor, root, rows, *rest)
 
-    monkeypatch.setattr(explain, "explain_batch", dies_on_third_batch)
+    monkeypatch.setattr(explanations, "explain_batch", dies_on_third_batch)
     assert explain.main(argv) == 130  # as after Ctrl-C
     assert not (tmp_path / "run" / "explanations.json").exists()
     assert (tmp_path / "run" / explain.JOURNAL_NAME).is_file()
@@ -173,11 +158,9 @@ def test_cli_resumes_after_a_kill(
 
 def test_uncached_hub_model_fails_fast_offline(monkeypatch) -> None:
     """No weights in the cache and no Hub: one clear message, not minutes of retries."""
-    from LLaVA_Experiments import model as model_module
-
-    real_check = model_module.hub_unreachable
+    real_check = hub.hub_unreachable
     calls = []
-    monkeypatch.setattr(model_module, "hub_unreachable", lambda mid: calls.append(mid) or "down")
+    monkeypatch.setattr(hub, "hub_unreachable", lambda mid: calls.append(mid) or "down")
     with pytest.raises(UserError, match=r"not in the Hugging Face cache .*\(down\).*hf download"):
         load_model("rfd-tests/no-such-llava", device="cpu")
     assert calls == ["rfd-tests/no-such-llava"]
@@ -186,8 +169,6 @@ def test_uncached_hub_model_fails_fast_offline(monkeypatch) -> None:
 
 
 def test_bad_device_is_a_clear_error(monkeypatch) -> None:
-    from LLaVA_Experiments.model import pick_device
-
     with pytest.raises(UserError, match="--device gpu0: not a device name"):
         pick_device("gpu0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

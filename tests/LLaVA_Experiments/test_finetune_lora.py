@@ -9,17 +9,21 @@ import pytest
 import torch
 
 from datagen.manifest import read_manifest, select
-from LLaVA_Experiments import explain
+from LLaVA_Experiments import explain, explanations, loading, training
 from LLaVA_Experiments import finetune_lora as ft
-from LLaVA_Experiments.model import (
+from LLaVA_Experiments.adapters import add_lora, load_adapter
+from LLaVA_Experiments.conversations import load_dataset, single_turn
+from LLaVA_Experiments.encoding import (
     IGNORE_INDEX,
-    QUESTION,
+    check_lengths,
+    conversation_length,
     encode_conversation,
-    load_adapter,
-    load_image,
-    load_model,
-    user_text,
+    image_token_count,
 )
+from LLaVA_Experiments.images import image_size, load_image
+from LLaVA_Experiments.loading import load_model, load_processor
+from LLaVA_Experiments.prompts import QUESTION, build_prompt, user_text
+from LLaVA_Experiments.recipe import TrainConfig
 from rfd_common.errors import UserError
 from tests.LLaVA_Experiments.conftest import independent_prob_fake
 
@@ -28,16 +32,9 @@ ANSWERS = {0: "texture and lighting look natural\nAnswer: real", 1: "smooth nois
 
 def _records(root: Path, count: int = 16) -> list[dict]:
     rows = select(read_manifest(root), split="train")
+    picked = [rows[i % len(rows)] for i in range(count)]
     return [
-        {
-            "id": f"c{i}",
-            "image": rows[i % len(rows)].path,
-            "conversations": [
-                {"from": "human", "value": user_text(QUESTION)},
-                {"from": "gpt", "value": ANSWERS[rows[i % len(rows)].label]},
-            ],
-        }
-        for i in range(count)
+        single_turn(f"c{i}", row.path, QUESTION, ANSWERS[row.label]) for i, row in enumerate(picked)
     ]
 
 
@@ -90,10 +87,10 @@ def test_lora_training_lowers_loss_and_reloads(
     records = _records(tiny_data)
     model, processor = load_model(str(tiny_llava), device="cpu")
     before = _mean_loss(model, processor, tiny_data, records)
-    config = ft.TrainConfig(lora_r=8, lora_alpha=16, lora_dropout=0.0, lr=2e-2, epochs=3,
+    config = TrainConfig(lora_r=8, lora_alpha=16, lora_dropout=0.0, lr=2e-2, epochs=3,
                             grad_accum=2)  # fmt: skip
     out = tmp_path / "adapter"
-    trained, losses = ft.train(model, processor, records, tiny_data, out, config)
+    trained, losses = training.train(model, processor, records, tiny_data, out, config)
     assert len(losses) == 24
     after = _mean_loss(trained, processor, tiny_data, records)
     assert after < 0.5 * before
@@ -176,11 +173,11 @@ def test_bad_conversations_are_clear_errors(tiny_data: Path, tmp_path: Path, cap
     records = _records(tiny_data, 2)
     records[1]["image"] = "train/missing.png"
     with pytest.raises(UserError, match=r"c1.*train/missing.png.*not found"):
-        ft.load_dataset(_write(tmp_path / "a.json", records), tiny_data)
+        load_dataset(_write(tmp_path / "a.json", records), tiny_data)
     records = _records(tiny_data, 2)
     records[0]["conversations"] = records[0]["conversations"][:1]
     with pytest.raises(UserError, match=r"c0.*assistant"):
-        ft.load_dataset(_write(tmp_path / "b.json", records), tiny_data)
+        load_dataset(_write(tmp_path / "b.json", records), tiny_data)
     (tmp_path / "c.json").write_text("{not json")
     argv = ["--data", str(tmp_path / "c.json"), "--data_root", str(tiny_data)]
     assert ft.main(argv) == 2
@@ -192,8 +189,10 @@ def test_bfloat16_training_keeps_float32_masters(
 ) -> None:
     model, processor = load_model(str(tiny_llava), device="cpu", dtype="bfloat16")
     records = _records(tiny_data, 4)
-    config = ft.TrainConfig(lora_r=4, lora_alpha=8, lr=1e-2, max_steps=2, grad_accum=2)
-    trained, losses = ft.train(model, processor, records, tiny_data, tmp_path / "bf16", config)
+    config = TrainConfig(lora_r=4, lora_alpha=8, lr=1e-2, max_steps=2, grad_accum=2)
+    trained, losses = training.train(
+        model, processor, records, tiny_data, tmp_path / "bf16", config
+    )
     assert len(losses) == 2 and all(loss == loss and loss < 1e4 for loss in losses)
     base = trained.get_base_model()
     assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
@@ -203,7 +202,7 @@ def test_bfloat16_training_keeps_float32_masters(
     assert saved and all(t.dtype == torch.float32 for t in saved.values())
     assert {p.dtype for p in trained.parameters()} == {torch.bfloat16}
     rows = select(read_manifest(tiny_data), split="val")[:2]
-    records = explain.explain_rows(trained, processor, tiny_data, rows, max_new_tokens=2)
+    records = explanations.explain_rows(trained, processor, tiny_data, rows, max_new_tokens=2)
     for record in records:  # bf16 inference: the same P(fake) as one unpadded forward pass
         expected = independent_prob_fake(trained, processor, tiny_data, record)
         assert record["prob_fake"] == pytest.approx(expected, abs=2e-2)
@@ -238,8 +237,6 @@ def test_conversation_length_counts_what_encode_makes(tiny_llava: Path, tiny_dat
     word-level test tokenizer and with a sentencepiece-like one (non-ASCII text too)."""
     from PIL import Image
 
-    from LLaVA_Experiments.model import conversation_length
-
     _, processor = load_model(str(tiny_llava), device="cpu")
     record = _records(tiny_data, 1)[0]
     two_turns = {**record, "conversations": [*record["conversations"],
@@ -263,8 +260,6 @@ def _long_records(root: Path) -> list[dict]:
 def test_too_long_conversations_are_found_before_training(
     tiny_llava: Path, tiny_data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    from LLaVA_Experiments.model import conversation_length, image_size, load_processor
-
     processor = load_processor(str(tiny_llava))
     records = _long_records(tiny_data)
     lengths = [conversation_length(processor, r, image_size(tiny_data, r["image"]))
@@ -273,19 +268,21 @@ def test_too_long_conversations_are_found_before_training(
     assert lengths[1] > limit
     message = rf"--max_length {limit} tokens.*'too-long' \({lengths[1]} tokens\)"
     with pytest.raises(UserError, match=message):
-        ft.check_lengths(records, tiny_data, processor, limit)
-    kept, dropped = ft.check_lengths(records, tiny_data, processor, limit, drop=True)
+        check_lengths(records, tiny_data, processor, limit)
+    kept, dropped = check_lengths(records, tiny_data, processor, limit, drop=True)
     assert [r["id"] for r in kept] == ["c0", "c2"]
     assert dropped == [{"id": "too-long", "tokens": lengths[1]}]
-    assert ft.check_lengths(records, tiny_data, processor, lengths[1]) == (records, [])
+    assert check_lengths(records, tiny_data, processor, lengths[1]) == (records, [])
     # the CLI refuses before loading the weights, and leaves out with --drop_too_long
     data = _write(tmp_path / "train.json", records)
     argv = ["--model", str(tiny_llava), "--data", str(data), "--data_root", str(tiny_data),
             "--device", "cpu", "--lora_r", "2", "--lora_alpha", "4", "--grad_accum", "1",
             "--max_length", str(limit), "--output_dir", str(tmp_path / "out")]  # fmt: skip
-    real_load = ft.load_model
+    real_load = loading.load_model
     loaded = []
-    monkeypatch.setattr(ft, "load_model", lambda *a, **k: loaded.append(1) or real_load(*a, **k))
+    monkeypatch.setattr(
+        loading, "load_model", lambda *a, **k: loaded.append(1) or real_load(*a, **k)
+    )
     assert ft.main(argv) == 2
     err = capsys.readouterr().err
     assert f"'too-long' ({lengths[1]} tokens)" in err and "--drop_too_long" in err
@@ -310,15 +307,15 @@ def test_step_without_labelled_tokens_is_skipped(
     image = load_image(tiny_data, long_["image"])
     labels = encode_conversation(processor, image, long_)["labels"][0]
     cut = int((labels != IGNORE_INDEX).nonzero().min())  # keeps none of long_'s answer
-    order = ft._order(2, 0, 0)
+    order = training.epoch_order(2, 0, 0)
     records = [short, long_] if order[0] == 0 else [long_, short]  # the labelled one first
-    config = ft.TrainConfig(lora_r=4, lora_alpha=8, lr=0.2, mm_projector_lr=0.2, max_steps=2,
+    config = TrainConfig(lora_r=4, lora_alpha=8, lr=0.2, mm_projector_lr=0.2, max_steps=2,
                             grad_accum=1, max_length=cut, lora_dropout=0.0,
                             warmup_ratio=0.0)  # fmt: skip
     wrapped: list = []  # the peft model train() builds, to look at after each step
-    real_add_lora = ft.add_lora
+    real_add_lora = training.add_lora
     monkeypatch.setattr(
-        ft, "add_lora", lambda m, c: wrapped.append(real_add_lora(m, c)) or wrapped[0]
+        training, "add_lora", lambda m, c: wrapped.append(real_add_lora(m, c)) or wrapped[0]
     )
     snapshots: list[dict[str, torch.Tensor]] = []
 
@@ -326,8 +323,8 @@ def test_step_without_labelled_tokens_is_skipped(
         params = wrapped[0].named_parameters()
         snapshots.append({n: p.detach().clone() for n, p in params if p.requires_grad})
 
-    _, losses = ft.train(model, processor, records, tiny_data, tmp_path / "a", config,
-                         on_step=snapshot)  # fmt: skip
+    _, losses = training.train(model, processor, records, tiny_data, tmp_path / "a", config,
+                               on_step=snapshot)  # fmt: skip
     assert len(losses) == 1 and all(map(math.isfinite, losses))
     assert len(snapshots) == 2
     for name, after in snapshots[1].items():
@@ -345,7 +342,6 @@ def test_default_max_length_fits_every_256px_conversation() -> None:
     make_train_data can produce fit the default --max_length with a margin."""
     from LLaVA_Experiments import make_train_data
     from LLaVA_Experiments.full_size import full_size_processor
-    from LLaVA_Experiments.model import build_prompt, image_token_count
 
     image_tokens = image_token_count(full_size_processor(), 256, 256)
     assert image_tokens == 1176
@@ -356,7 +352,7 @@ def test_default_max_length_fits_every_256px_conversation() -> None:
     prompt_bound = len(prompt) - len("<image>") + 1 + 3
     answer_bound = make_train_data.build_parser().parse_args([]).max_new_tokens + 8 + 1
     needed = image_tokens + prompt_bound + answer_bound
-    default = ft.TrainConfig().max_length
+    default = TrainConfig().max_length
     assert ft.build_parser().parse_args(["--data", "x"]).max_length == default
     assert needed + 128 <= default, (needed, default)
 
@@ -365,11 +361,11 @@ def test_recipe_defaults_and_projector_param_group(tiny_llava: Path) -> None:
     args = ft.build_parser().parse_args(["--data", "x"])
     assert (args.grad_accum, args.lr, args.mm_projector_lr) == (8, 2e-4, 2e-5)
     assert (args.lora_r, args.lora_alpha, args.lora_dropout) == (128, 256, 0.05)
-    config = ft.TrainConfig(lora_r=4, lora_alpha=8)
+    config = TrainConfig(lora_r=4, lora_alpha=8)
     assert config.grad_accum == 8 and config.mm_projector_lr == 2e-5
     model, _ = load_model(str(tiny_llava), device="cpu")
-    peft_model = ft.add_lora(model, config)
-    optimizer = ft.build_optimizer(peft_model, config)
+    peft_model = add_lora(model, config)
+    optimizer = training.build_optimizer(peft_model, config)
     groups = {g["name"]: g for g in optimizer.param_groups}
     assert set(groups) == {"lora", "projector"}
     assert (groups["lora"]["lr"], groups["projector"]["lr"]) == (2e-4, 2e-5)
@@ -400,8 +396,8 @@ def test_four_bit_runs_are_set_up_the_same_fresh_and_resumed(
     resumed one alike."""
     import peft
 
-    real_load, real_prepare, real_optimizer = ft.load_model, peft.prepare_model_for_kbit_training, (
-        ft.build_optimizer
+    real_load, real_prepare, real_optimizer = (
+        loading.load_model, peft.prepare_model_for_kbit_training, training.build_optimizer
     )  # fmt: skip
     calls: list[tuple] = []
     setups: list[dict] = []
@@ -420,9 +416,9 @@ def test_four_bit_runs_are_set_up_the_same_fresh_and_resumed(
         setups.append(_setup_snapshot(model))
         return real_optimizer(model, config)
 
-    monkeypatch.setattr(ft, "load_model", load_4bit)
+    monkeypatch.setattr(loading, "load_model", load_4bit)
     monkeypatch.setattr(peft, "prepare_model_for_kbit_training", prepare)
-    monkeypatch.setattr(ft, "build_optimizer", optimizer)
+    monkeypatch.setattr(training, "build_optimizer", optimizer)
     data = _write(tmp_path / "train.json", _records(tiny_data, 4))
     out = tmp_path / "out"
     argv = ["--model", str(tiny_llava), "--data", str(data), "--data_root", str(tiny_data),

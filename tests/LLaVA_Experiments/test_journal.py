@@ -19,7 +19,7 @@ def test_records_survive_reopening_and_a_torn_line(tmp_path: Path) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"path": "c.jpg", "p"')  # killed mid-write
     again = Journal.open(path, SETTINGS, "path")
-    assert sorted(again.records) == ["a.jpg", "b.jpg"] and "c.jpg" not in again
+    assert sorted(again.records) == ["a.jpg", "b.jpg"] and "c.jpg" not in again.records
     again.append([{"path": "c.jpg", "p": 0.3}])
     third = Journal.open(path, SETTINGS, "path")
     assert third.records["c.jpg"] == {"path": "c.jpg", "p": 0.3}

@@ -30,8 +30,10 @@ def estimate() -> Iterator[ModuleType]:
         sys.modules.pop(spec.name, None)
 
 
-def test_config_has_the_published_values(estimate: ModuleType) -> None:
-    config = estimate.llava_config()
+def test_config_has_the_published_values() -> None:
+    from LLaVA_Experiments.full_size import llava_7b_config
+
+    config = llava_7b_config()
     text, vision = config.text_config, config.vision_config
     assert (text.hidden_size, text.intermediate_size, text.num_hidden_layers) == (4096, 11008, 32)
     assert (text.num_attention_heads, text.vocab_size) == (32, 32064)
@@ -41,7 +43,9 @@ def test_config_has_the_published_values(estimate: ModuleType) -> None:
 
 
 def test_image_tokens_of_256_px_and_the_largest_case(estimate: ModuleType) -> None:
-    processor = estimate.build_processor()
+    from LLaVA_Experiments.full_size import full_size_processor
+
+    processor = full_size_processor()
     counts = estimate.image_token_counts(processor, [[256, 256], [672, 672], [1008, 336]])
     # 24x24 base patches + the unpadded anyres grid with a newline per row
     assert counts == [576 + 24 * 24 + 24, 576 + 48 * 48 + 48, 576 + 72 * 24 + 72]
@@ -73,7 +77,7 @@ def test_four_bit_keeps_vision_tower_projector_and_lm_head_16_bit(meta_7b: Any) 
     from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    from LLaVA_Experiments.model import FOUR_BIT_SKIP
+    from LLaVA_Experiments.four_bit import FOUR_BIT_SKIP
 
     # the skip list as the bitsandbytes quantizer builds it from llm_int8_skip_modules
     patterns = HfQuantizer.get_modules_to_not_convert(
@@ -93,7 +97,7 @@ def test_four_bit_keeps_vision_tower_projector_and_lm_head_16_bit(meta_7b: Any) 
 def test_memory_estimate_counts_the_layers_the_code_quantizes(
     estimate: ModuleType, meta_7b: Any
 ) -> None:
-    from LLaVA_Experiments.model import four_bit_plan
+    from LLaVA_Experiments.four_bit import four_bit_plan
 
     quantized, kept = four_bit_plan(meta_7b)
     assert all(n.startswith("model.language_model.layers.") for n in quantized)
@@ -111,7 +115,7 @@ def test_real_bitsandbytes_quantizer_agrees(estimate: ModuleType) -> None:
     from transformers import BitsAndBytesConfig
     from transformers.quantizers.auto import AutoHfQuantizer
 
-    from LLaVA_Experiments.model import FOUR_BIT_SKIP, four_bit_plan
+    from LLaVA_Experiments.four_bit import FOUR_BIT_SKIP, four_bit_plan
 
     model = estimate.build_meta_model()
     planned, _ = four_bit_plan(model)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from LLaVA_Experiments import tiny_model
-from LLaVA_Experiments.model import IMAGE_TOKEN, build_prompt, load_model
+from LLaVA_Experiments.loading import load_model
+from LLaVA_Experiments.prompts import IMAGE_TOKEN, build_prompt
 
 
 @pytest.fixture(scope="module")
