@@ -3,7 +3,7 @@ Data), on a dataset no one here made: scikit-learn's 8x8 digits as a binary task
 3, 5, 8 or 9?) with a small dropout MLP. For each strategy and seed: how many labels until the
 test accuracy first reaches the target. MC-dropout strategies should need fewer than uniform.
 
-PYTHONPATH=. python benchmarks/bench_al_digits.py [--seeds 0 1 2 3 4] [--target 0.93]
+python benchmarks/bench_al_digits.py [--seeds 0 1 2 3 4] [--target 0.93]
     [--out DIR]   (also write every run's results and a comparison plot per seed)
 """
 
@@ -86,29 +86,30 @@ def mean_labels(values: Sequence[int | None], cap: int) -> float:
     return float(np.mean([cap if v is None else v for v in values]))
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None, config: ALConfig = CONFIG) -> None:
+    """The benchmark as the command line runs it; ``config`` replaces the loop's settings."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--target", type=float, default=0.93, help="test accuracy to reach")
     parser.add_argument("--out", type=Path, help="write results and comparison plots here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     task = digits_task(seed=0)
     print(
         f"digits, binary (3/5/8/9 vs rest): pool {len(task.pool_y)}, val {len(task.val_y)}, "
-        f"test {len(task.test_y)}; MLP 64-64-dropout(0.5)-1, T={CONFIG.dropout_iter}; "
-        f"{2 * CONFIG.num_samples_per_class} initial labels, {CONFIG.query} per query, "
-        f"{CONFIG.al_iter} queries; the MLP runs on 1 torch thread"
+        f"test {len(task.test_y)}; MLP 64-64-dropout(0.5)-1, T={config.dropout_iter}; "
+        f"{2 * config.num_samples_per_class} initial labels, {config.query} per query, "
+        f"{config.al_iter} queries; the MLP runs on 1 torch thread"
     )
     start = time.perf_counter()
-    needed = run_benchmark(args.seeds, target=args.target, out=args.out)
+    needed = run_benchmark(args.seeds, config=config, target=args.target, out=args.out)
     seconds = time.perf_counter() - start
-    cap = 2 * CONFIG.num_samples_per_class + CONFIG.al_iter * CONFIG.query + CONFIG.query
+    cap = 2 * config.num_samples_per_class + config.al_iter * config.query + config.query
     seed_cols = " ".join(f"{'seed ' + str(s):>8}" for s in args.seeds)
     print(f"\nlabels to reach test accuracy {args.target:.2f} ('>' = not reached, counted {cap})")
     print(f"{'strategy':<12} {seed_cols} {'mean':>8} {'uniform/x':>10}")
     base = mean_labels(needed["uniform"], cap)
     for strategy, values in needed.items():
-        cells = " ".join(f"{'>' + str(cap - CONFIG.query) if v is None else v:>8}" for v in values)
+        cells = " ".join(f"{'>' + str(cap - config.query) if v is None else v:>8}" for v in values)
         mean = mean_labels(values, cap)
         print(f"{strategy:<12} {cells} {mean:8.1f} {base / mean:10.2f}")
     print(f"\n{len(args.seeds)} seeds x {len(needed)} strategies in {seconds:.1f} s")

@@ -13,6 +13,7 @@
    folder, relative to the archive's size, with 0 and 1 parts prefetched.
 
 python benchmarks/bench_conversion.py [--images 24] [--rounds 5] [--parts 8] [--archive_images 64]
+    [--side 1024] [--workers N]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -163,25 +165,29 @@ def scratch_run(hub: FakeHub, archive_size: int, prefetch: int, workers: int) ->
         images = sum(r.total_images for r in result.reports)
         print(
             f"prefetch {prefetch}: {images} images in {seconds:.1f} s; peak scratch "
-            f"{result.peak_scratch / 1e6:.1f} MB (meter), {polled[0] / 1e6:.1f} MB (polled) "
-            f"= {result.peak_scratch / archive_size:.1%} of the {archive_size / 1e6:.1f} MB "
-            f"archive; {folder_size(root / 'ImageData') / 1e6:.1f} MB of JPEGs"
+            f"{result.peak_scratch / 1e6:.2f} MB (meter), {polled[0] / 1e6:.2f} MB (polled) "
+            f"= {result.peak_scratch / archive_size:.1%} of the {archive_size / 1e6:.2f} MB "
+            f"archive; {folder_size(root / 'ImageData') / 1e6:.2f} MB of JPEGs"
         )
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=24, help="1024x1024 PNGs to convert")
+    parser.add_argument("--images", type=int, default=24, help="PNGs to convert")
+    parser.add_argument("--side", type=int, default=1024, help="side of the square PNGs")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--parts", type=int, default=8, help="parts of the streamed archive")
     parser.add_argument("--archive_images", type=int, default=64, help="images in the archive")
     parser.add_argument("--skip_scratch", action="store_true", help="only the conversion part")
-    args = parser.parse_args()
-    cores = default_workers()
-    print(f"cores: {cores}; Pillow {PIL.__version__}")
-    sources = [generated_png(i) for i in range(args.images)]
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(), help="processes (default: every core)"
+    )
+    args = parser.parse_args(argv)
+    cores = args.workers
+    print(f"cores: {cores} of {default_workers()}; Pillow {PIL.__version__}")
+    sources = [generated_png(i, args.side) for i in range(args.images)]
     mean_kb = sum(map(len, sources)) / len(sources) / 1024
-    print(f"{args.images} PNG sources, 1024x1024, {mean_kb:.0f} KB each")
+    print(f"{args.images} PNG sources, {args.side}x{args.side}, {mean_kb:.0f} KB each")
     with tempfile.TemporaryDirectory() as tmp:
         decode_rate = single_core(sources, args.rounds, Path(tmp) / "one")
         if cores > 1:
@@ -199,7 +205,7 @@ def main() -> None:
     archive = tar_gz(members)
     hub = FakeHub()
     hub.add_parts(f"ImageData/val/stylegan3-60K/{leaf}", f"{leaf}.tar.gz", archive, args.parts, 2)
-    print(f"archive: {len(archive) / 1e6:.1f} MB in {args.parts} parts")
+    print(f"archive: {len(archive) / 1e6:.2f} MB in {args.parts} parts")
     for prefetch in (0, 1):
         scratch_run(hub, len(archive), prefetch, cores)
 

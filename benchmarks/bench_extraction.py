@@ -2,6 +2,7 @@
 pipeline from JPEG files (decode, resize, crop, backbone) over the demo dataset.
 
     python benchmarks/bench_extraction.py [--archs Imagenet:resnet50 CLIP:RN50] [--images 64]
+        [--root DATASET]   (a dataset root with a manifest.csv; default: the demo dataset)
 
 Random weights (nothing to download); 224 px crops as in the paper's setting.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,13 +25,14 @@ from UniversalFakeDetect.models.detector import Detector
 from UniversalFakeDetect.models.registry import build_backbone
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--archs", nargs="+", default=["Imagenet:resnet50", "CLIP:RN50"])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=32)
-    args = parser.parse_args()
-    root = ensure_demo_dataset()
+    parser.add_argument("--root", type=Path, help="dataset root (default: the demo dataset)")
+    args = parser.parse_args(argv)
+    root = args.root if args.root is not None else ensure_demo_dataset()
     rows = read_manifest(root)[: args.images]
     transform = TransformConfig(load_size=256, crop_size=224, flip=False)
     print(f"torch threads: {torch.get_num_threads()}, {len(rows)} images, 224 px")

@@ -14,6 +14,7 @@ The same run then times the query step of CLIP:RN50 (random weights) at 224 px o
 per image, as the original did (target ratio at least 1,000x).
 
 python benchmarks/bench_query_step.py [--sizes 10000 100000 481000] [--clip_images 100]
+    [--network CLIP:RN50] [--crop 224]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,16 +112,16 @@ def child(cache: Path, rows: int, per_sample: bool) -> dict[str, float]:
     return result
 
 
-def clip_cached_vs_recomputed(images: int) -> None:
-    """Query step of a frozen CLIP:RN50 detector: cached features vs T full forward passes."""
+def clip_cached_vs_recomputed(images: int, arch: str = "CLIP:RN50", crop: int = 224) -> None:
+    """Query step of a frozen ``arch`` detector: cached features vs T full forward passes."""
     from active_learning.mc_dropout import mc_dropout
     from UniversalFakeDetect.models.detector import Detector
     from UniversalFakeDetect.models.registry import build_backbone
 
     torch.manual_seed(0)
-    detector = Detector(build_backbone("CLIP:RN50", weights="none"), fix_backbone=True).eval()
+    detector = Detector(build_backbone(arch, weights="none"), fix_backbone=True).eval()
     batch = 25
-    pixels = torch.rand(images, 3, 224, 224)
+    pixels = torch.rand(images, 3, crop, crop)
     with torch.no_grad(), mc_dropout(detector):
         start = time.perf_counter()
         recomputed = torch.stack(
@@ -153,14 +155,14 @@ def clip_cached_vs_recomputed(images: int) -> None:
     cached_s = float(np.median(timings))
     assert recomputed.shape == probs.shape
     print(
-        f"\nCLIP:RN50 at 224 px, {images} images, T={PASSES}: recomputing the network T times "
+        f"\n{arch} at {crop} px, {images} images, T={PASSES}: recomputing the network T times "
         f"{recompute_s:.1f} s; from the feature cache {cached_s * 1000:.2f} ms "
         f"= {recompute_s / cached_s:,.0f}x faster (building the cache once: {cache_s:.1f} s, "
         f"{PASSES}x fewer backbone passes even counting it)"
     )
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 481_000])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # CACHE ROWS
@@ -168,7 +170,11 @@ def main() -> None:
     parser.add_argument(
         "--clip_images", type=int, default=100, help="images for the CLIP:RN50 part (0: skip)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--network", default="CLIP:RN50", help="the network of that part (default CLIP:RN50)"
+    )
+    parser.add_argument("--crop", type=int, default=224, help="its crop size (default 224)")
+    args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.per_sample)))
         return
@@ -210,7 +216,7 @@ def main() -> None:
         f"{largest['peak_rss_mb'] / 1024:.2f} GB (target 2 GB)"
     )
     if args.clip_images:
-        clip_cached_vs_recomputed(args.clip_images)
+        clip_cached_vs_recomputed(args.clip_images, args.network, args.crop)
 
 
 if __name__ == "__main__":

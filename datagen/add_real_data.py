@@ -27,12 +27,6 @@ Examples::
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable, not datagen/
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 from collections.abc import Sequence
 
@@ -110,9 +104,9 @@ def run(
     args: argparse.Namespace,
     kaggle: object | None = None,
     catalog: Sequence[RealSource] = REAL_SOURCES,
-    hf: object | None = None,
 ) -> int:
-    """Build the chosen sources; ``kaggle``/``hf`` replace the real Kaggle and Hub clients.
+    """Build the chosen sources; ``kaggle`` replaces the real Kaggle client, ``catalog`` the
+    built-in table (the ``hf`` kind's Hub is chosen by --endpoint).
 
     Everything the requested sources need (imports, credentials, local files) is checked
     first, in a dry run too: all problems in one :class:`UserError`, before any download.
@@ -167,7 +161,7 @@ def run(
     ):
         for source in sources:
             reports.append(
-                build_real_source(source, root, pool, downloader, client, options, hf)  # type: ignore[arg-type]
+                build_real_source(source, root, pool, downloader, client, options)  # type: ignore[arg-type]
             )
         if subset:
             labels = leaf_labels(real=catalog)

@@ -24,12 +24,6 @@ Examples::
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable, not datagen/
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field

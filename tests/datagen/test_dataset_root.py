@@ -16,7 +16,7 @@ from datagen.manifest import read_manifest
 from datagen.preprocess import Preprocessing
 from datagen.source_writer import SourceWriter
 from rfd_common.errors import UserError
-from tests.datagen.test_add_real_data import FFHQ, FakeKaggle, jpeg, zip_bytes
+from tests.datagen.fake_kaggle import FFHQ, FakeKaggle, jpeg, zip_bytes
 
 IMAGES = 6
 

@@ -1,6 +1,6 @@
-"""The ``hf`` kind against a local stand-in of the Hub: a dataset repository of PNG files, of
-parquet shards (the ``datasets`` library's ``{bytes, path}`` image cells) or of a zip. The JPEGs
-must come from the lossless pixels, encoded once."""
+"""datagen.real_sets.hf: the ``hf`` kind against a local stand-in of the Hub, a dataset
+repository of PNG files, of parquet shards (the ``datasets`` library's ``{bytes, path}`` image
+cells) or of a zip. The JPEGs must come from the lossless pixels, encoded once."""
 
 from __future__ import annotations
 
@@ -17,36 +17,10 @@ from datagen.catalog import RealSource
 from datagen.manifest import REAL, read_manifest
 from rfd_common.errors import UserError
 from tests.datagen.fake_hub import FakeHub
+from tests.datagen.real_sets.ffhq_pngs import PIXELS, expected_jpeg, png
 
 REPO = "denislukovnikov/ffhq256-images-only"
 SOURCE = RealSource("ffhq", "train", "ffhq", "hf", REPO, 70_000)
-
-
-def face(seed: int, side: int) -> np.ndarray:
-    """Smooth shapes plus noise (a PNG that a JPEG round trip would visibly change)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:side, 0:side]
-    base = np.stack([(x * 255) // side, (y * 255) // side, ((x + y) * 127) // side], -1)
-    return np.clip(base + rng.normal(0, 10, (side, side, 3)), 0, 255).astype(np.uint8)
-
-
-PIXELS = {f"{i:05d}": face(i, 512 if i == 3 else 256) for i in range(4)}
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def expected_jpeg(pixels: np.ndarray) -> bytes:
-    """Pillow directly: Lanczos to 256 when larger, JPEG quality 90, 4:2:0, baseline."""
-    image = Image.fromarray(pixels)
-    if image.size != (256, 256):
-        image = image.resize((256, 256), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90, subsampling=2)
-    return buffer.getvalue()
 
 
 def parquet(rows: list[dict[str, object]]) -> bytes:

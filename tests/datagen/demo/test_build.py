@@ -1,8 +1,8 @@
-"""The embedded demo dataset: determinism, counts, format, fingerprints, cache, bad input."""
+"""datagen.demo.build: the embedded demo dataset's determinism, counts, format, fingerprints, and
+nothing left by an interrupted generation."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,22 +15,13 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from datagen import make_demo_dataset
-from datagen.demo import DemoConfig, demo_dir, ensure_demo_dataset, generate_demo_dataset
+from datagen.demo import DemoConfig, generate_demo_dataset
 from datagen.demo.decoders import FAKE_SOURCES
 from datagen.demo.photos import REAL_SOURCES
 from datagen.manifest import FAKE, REAL, read_manifest, select
+from tests.datagen.digest import tree_digest
 
 SMALL = {"train_images": 40, "val_images": 56}
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, keyed by relative path."""
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
@@ -139,51 +130,6 @@ def test_each_generator_leaves_a_measurable_fingerprint(demo_root: Path, split: 
         assert auc > 0.75, f"{generator} ({split}): AUC {auc:.3f}"
 
 
-def test_cache_generates_once_and_repairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RFD_CACHE_DIR", str(tmp_path / "cache"))
-    config = DemoConfig(seed=7, **SMALL)
-    folder = ensure_demo_dataset(config, progress=False)
-    assert folder == demo_dir(config) and folder.is_relative_to(tmp_path / "cache")
-    stamp = (folder / "manifest.csv").stat().st_mtime_ns
-    assert ensure_demo_dataset(config, progress=False) == folder
-    assert (folder / "manifest.csv").stat().st_mtime_ns == stamp
-    (folder / "dataset.json").write_text("{broken")
-    assert ensure_demo_dataset(config, progress=False) == folder
-    assert json.loads((folder / "dataset.json").read_text())["config"]["seed"] == 7
-
-
-def test_cli_writes_dataset_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "cli"
-    argv = ["--out", str(out), "--seed", "4", "--train_images", "40", "--val_images", "56"]
-    assert make_demo_dataset.main([*argv, "--quiet"]) == 0
-    assert len(read_manifest(out)) == 96
-    assert str(out) in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    ("make_out", "flags", "needle"),
-    [
-        (lambda t: t / "missing" / "demo", [], "does not exist"),
-        (lambda t: t / "file.txt" / "demo", [], "is not a folder"),
-        (lambda t: t / "full", [], "not empty"),
-        (lambda t: t / "ok", ["--size", "30"], "--size 30"),
-        (lambda t: t / "ok", ["--train_images", "7"], "--train_images 7"),
-    ],
-)
-def test_cli_bad_input_exits_2_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture, make_out, flags: list[str], needle: str
-) -> None:
-    (tmp_path / "file.txt").write_text("x")
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "keep.txt").write_text("x")
-    before = tree_digest(tmp_path)
-    assert make_demo_dataset.main(["--out", str(make_out(tmp_path)), "--quiet", *flags]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and needle in err
-    assert tree_digest(tmp_path) == before
-    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
-
-
 def test_interrupted_generation_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     from datagen.demo import build
 
@@ -194,13 +140,3 @@ def test_interrupted_generation_leaves_nothing(tmp_path: Path, monkeypatch) -> N
     with pytest.raises(RuntimeError):
         generate_demo_dataset(tmp_path / "demo", DemoConfig(**SMALL), progress=False)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_help_runs_as_a_module() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "datagen.make_demo_dataset", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "--seed" in result.stdout and "--size" in result.stdout

@@ -1,5 +1,6 @@
-"""The real Kaggle client (imported, not called), import failures that name the module, and the
-check of every requested source's imports, credentials and files before anything starts."""
+"""datagen.real_sets.kaggle: the real Kaggle client (imported, not called), credentials, import
+failures that name the module, the check of every requested source's imports, credentials and
+files before anything starts, the original's FFHQ PNG set, and the ready subset on Kaggle."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from datagen import add_real_data
 from datagen.catalog import REAL_SOURCES, RealSource
-from datagen.manifest import read_manifest
-from datagen.real_sets.cc3m import is_url
-from tests.datagen.test_add_real_data import FakeKaggle, zip_bytes
-from tests.datagen.test_real_hf import PIXELS, expected_jpeg, png
+from datagen.manifest import FAKE, REAL, read_manifest
+from datagen.real_sets.kaggle import KaggleApiClient, has_credentials
+from rfd_common.errors import UserError
+from tests.datagen.fake_hub import noise_png
+from tests.datagen.fake_kaggle import FFHQ, FakeKaggle, jpeg, zip_bytes
+from tests.datagen.real_sets.ffhq_pngs import PIXELS, expected_jpeg, png
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # Run in a fresh interpreter with every connection refused: importing the client must need
 # neither the network nor anything but the environment's (fake) credentials.
@@ -51,6 +55,15 @@ def kaggle_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def cli_args(root: Path, *extra: str) -> list[str]:
+    return ["--local_dataset_path", str(root), "--workers", "2", "--quiet", *extra]
+
+
+def run(root: Path, kaggle: FakeKaggle, *extra: str) -> None:
+    args = add_real_data.build_parser().parse_args(cli_args(root, *extra))
+    assert add_real_data.run(args, kaggle=kaggle) == 0
+
+
 def python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
@@ -68,6 +81,30 @@ def test_the_real_kaggle_client_imports_and_authenticates_offline(tmp_path: Path
     result = python(code, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["kaggle.api.kaggle_api_extended", "KaggleApi", "someone"]
+
+
+def test_missing_kaggle_credentials_say_how_to_set_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert not has_credentials()
+    with pytest.raises(UserError, match="KAGGLE_USERNAME") as excinfo:
+        KaggleApiClient().download(FFHQ, tmp_path / "dl")
+    assert "KAGGLE_KEY" in str(excinfo.value)
+    code = add_real_data.main(cli_args(tmp_path / "ds", "--sources", "ffhq"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot start: 1 problem")
+    assert "\n  ffhq: Kaggle credentials not found" in err
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0123")
+    assert has_credentials()
+    (tmp_path / ".kaggle").mkdir()
+    (tmp_path / ".kaggle" / "kaggle.json").write_text("{}")
+    monkeypatch.delenv("KAGGLE_KEY")
+    assert has_credentials()
 
 
 def test_a_failed_import_names_the_missing_module(tmp_path: Path) -> None:
@@ -155,11 +192,6 @@ def test_a_dry_run_checks_too(
     assert not (tmp_path / "ds").exists()
 
 
-def test_the_built_in_origins_of_local_kinds_are_urls() -> None:
-    """The file check only looks at local paths: the catalog's own origins are URLs."""
-    assert all(is_url(s.origin) for s in REAL_SOURCES if s.kind in ("cc3m", "url"))
-
-
 def test_ffhq_from_the_originals_kaggle_png_set_is_encoded_once(tmp_path: Path) -> None:
     """The original took FFHQ-256 as PNGs (Kaggle ``denislukovnikov/ffhq256-images-only``):
     each JPEG is the PNG's pixels encoded once, like StyleGAN3's fakes."""
@@ -175,3 +207,40 @@ def test_ffhq_from_the_originals_kaggle_png_set_is_encoded_once(tmp_path: Path) 
     for row, pixels in zip(rows, PIXELS.values(), strict=True):
         assert (root / row.path).read_bytes() == expected_jpeg(pixels)
     assert client.calls == [slug]
+
+
+def test_kaggle_subset_is_imported_with_catalog_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    top = "sentry-subset/ImageData"
+    subset = zip_bytes(
+        {
+            f"{top}/train/cc3m/000001.jpg": jpeg(1, (300, 200)),
+            f"{top}/train/IFv1-CC1M/IFv1-dpmsolver++-50-1M/a.png": noise_png(2),
+            f"{top}/val/stylegan3-60K/stylegan3-t-ffhqu-1024x1024/b.jpg": jpeg(3, (64, 64)),
+            f"{top}/val/celeba-hq/c.jpg": jpeg(4, (64, 64)),
+            f"{top}/train/mystery/d.jpg": jpeg(5, (64, 64)),
+            "sentry-subset/MetaData/train/cc3m.csv": b"ImageData/train/cc3m/000001.jpg 1\n",
+        }
+    )
+    root = tmp_path / "ds"
+    kaggle = FakeKaggle({"carrotpeeler/sentry-subset": subset})
+    run(root, kaggle, "--sources", "kaggle-subset")
+    rows = {r.path: r for r in read_manifest(root)}
+    assert set(rows) == {
+        "ImageData/train/cc3m/000001.jpg",
+        "ImageData/train/IFv1-CC1M/IFv1-dpmsolver++-50-1M/a.jpg",
+        "ImageData/val/stylegan3-60K/stylegan3-t-ffhqu-1024x1024/b.jpg",
+        "ImageData/val/celeba-hq/c.jpg",
+    }
+    assert rows["ImageData/train/cc3m/000001.jpg"].label == REAL
+    fake = rows["ImageData/train/IFv1-CC1M/IFv1-dpmsolver++-50-1M/a.jpg"]
+    assert (fake.label, fake.source, fake.family) == (FAKE, "IFv1-dpmsolver++-50-1M", "diffusion")
+    assert rows["ImageData/val/stylegan3-60K/stylegan3-t-ffhqu-1024x1024/b.jpg"].family == "gan"
+    with Image.open(root / "ImageData/train/cc3m/000001.jpg") as image:
+        assert image.size == (256, 256)  # converted like every other image
+    assert kaggle.calls == ["carrotpeeler/sentry-subset"]
+    out = capsys.readouterr().out
+    assert (
+        "not in a catalog leaf folder: 1 (e.g. sentry-subset/ImageData/train/mystery/d.jpg)" in out
+    )
