@@ -108,6 +108,12 @@ class PoolLearner:
     def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
         return self.trainer.mc_probabilities(indices, passes, seed)
 
+    def snapshot(self) -> dict[str, Any]:
+        return self.trainer.snapshot()
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.trainer.restore(snapshot)
+
     def state_dict(self) -> dict[str, Any]:
         return self.trainer.state_dict()
 

@@ -18,6 +18,7 @@ from typing import Any
 from active_learning.acquisition import ALL, PLAIN, REGISTRY, resolve_name
 
 EARLYSTOP_METRICS = ("acc", "ap")
+PATIENCE_UNITS = ("iteration", "epoch")  # what early-stopping patience counts
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,7 @@ class ALConfig:
     preset: str | None = None
     min_lr: float = 1e-6  # a round stops when an LR drop takes the LR below this
     earlystop_delta: float = 0.001  # an epoch improves only if it beats the best by this
+    al_patience_unit: str = "iteration"  # patience in AL iterations (CS545) or round epochs
 
     def __post_init__(self) -> None:
         try:
@@ -67,6 +69,7 @@ class ALConfig:
             (0 < self.weighted_loss_decay <= 1, "--weighted_loss_decay", "must be in (0, 1]"),
             (self.al_earlystop_metric in EARLYSTOP_METRICS, "--al_earlystop_metric", "acc|ap"),
             (self.earlystop_epoch >= 0, "--earlystop_epoch", "must be 0 (off) or more"),
+            (self.al_patience_unit in PATIENCE_UNITS, "--al_patience_unit", "iteration|epoch"),
             (self.min_lr > 0, "min_lr", "must be positive"),
             (self.preset is None or self.preset in PRESETS, "--preset", f"one of {PRESETS}"),
         ]

@@ -1,11 +1,13 @@
 """The learner interface: what the active-learning loop needs from a model.
 
 The loop owns the randomness (it passes a seed to every call), the labelled and pool indices,
-the per-sample loss weights, early stopping and the history; a learner owns a model, its
-optimiser and the data. "Pool item i" means row i of the learner's training data, whose labels
-the loop holds as an oracle array (simulation). ``UniversalFakeDetect`` implements this with
-its own training code; :class:`active_learning.mlp_learner.MLPLearner` is a small reference
-implementation (a dropout MLP on arrays, used by the tests and the digits benchmark).
+the per-sample loss weights and the history; each training round (warm-up, then one per
+iteration) is :func:`rfd_common.training_round.train_round`, which owns the epochs, validation,
+early stopping and the learning-rate drops. A learner owns a model, its optimiser and the data.
+"Pool item i" means row i of the learner's training data, whose labels the loop holds as an
+oracle array (simulation). ``UniversalFakeDetect`` implements this with its own training code;
+:class:`active_learning.mlp_learner.MLPLearner` is a small reference implementation (a dropout
+MLP on arrays, used by the tests and the digits benchmark).
 
 Determinism contract (resuming relies on it): every random choice inside ``reset``,
 ``train_epoch`` and ``mc_probabilities`` comes from the ``seed`` argument, and ``state_dict``
@@ -25,14 +27,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rfd_common.training_round import RoundModel
+
 
 @runtime_checkable
-class Learner(Protocol):
-    """A binary classifier with dropout, trained and queried by the loop."""
+class Learner(RoundModel, Protocol):
+    """A binary classifier with dropout, trained (by rounds) and queried by the loop."""
 
     lr: float
-    """The optimiser's learning rate, read and written by the loop: early stopping divides it
-    by 10, and every training round starts again from the rate found after ``reset``."""
+    """The optimiser's learning rate, read and written by the loop and its rounds: early
+    stopping divides it by 10 (see :mod:`active_learning.loop` for where a round starts)."""
 
     def reset(self, seed: int) -> None:
         """A fresh model and optimiser (start of a run), initialised from ``seed``."""
@@ -50,11 +54,18 @@ class Learner(Protocol):
         passes, [passes, len(indices)]: dropout on, BatchNorm frozen
         (:mod:`active_learning.mc_dropout`)."""
 
+    def snapshot(self) -> Any:
+        """A copy of the trained weights (not the optimiser): with early stopping a round keeps
+        its best epoch's snapshot in memory, so leave out what never changes (a frozen backbone:
+        the head suffices)."""
+
+    def restore(self, snapshot: Any) -> None:
+        """Load a :meth:`snapshot` back (the optimiser and learning rate stay as they are)."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: tensors, numbers, strings, lists and dicts only (it is
-        saved with ``torch.save`` and read back with ``weights_only=True``). With early
-        stopping the loop also keeps a deep copy of the round's best state in memory, so leave
-        out what never changes (a frozen backbone: the head and its optimiser suffice)."""
+        saved with ``torch.save`` and read back with ``weights_only=True``); leave out what
+        never changes (a frozen backbone: the head and its optimiser suffice)."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""

@@ -12,26 +12,35 @@ says which): never drawn into the initial set (an unreadable draw is replaced by
 class), never MC-dropout passed, scored or queried; they are counted in every record and in the
 results (``unreadable_pool_images``), and kept in the state file.
 
-A training round (2, or the training of one iteration) validates after every epoch when early
-stopping is on (``earlystop_epoch`` > 0): an epoch improves if its ``al_earlystop_metric``
-beats the round's best by ``earlystop_delta``; after ``earlystop_epoch`` epochs without
-improvement the learner goes back to the round's best state, the learning rate is divided by
-10 and training goes on; the round ends when the rate falls below ``min_lr`` or its epochs run
-out, and leaves the learner in the round's best state (its validation is the iteration's).
-Every round starts at the learning rate found after ``reset``, so new labels are learnt at the
-full rate even when an earlier round dropped it.
+Training: the warm-up and the training of every iteration are each one training round,
+:func:`rfd_common.training_round.train_round` (normal training's round: see its docstring for
+the rule), judged on ``al_earlystop_metric``, with the weighted loss's decay applied at the
+start of every epoch but the first of the round. Early stopping (``earlystop_epoch`` > 0 is its
+patience) counts, as ``al_patience_unit`` says:
+
+* ``iteration`` (the default, as CS545's ``active_learning_net.py``): one score per iteration,
+  the validation after its round, from iteration 1 on (CS545 created its EarlyStopping after
+  the warm-up). The rounds themselves train all their epochs without early stopping (validated
+  once, left in their last state). After ``earlystop_epoch`` iterations without a gain the
+  learning rate is divided by 10 and later rounds train at it; when it falls below ``min_lr``
+  the loop stops after that iteration (no further queries), as CS545 did.
+* ``epoch``: each round early-stops on its own epochs with the same rule, starts at the rate
+  found after ``reset`` (new labels are learnt at the full rate even when an earlier round
+  dropped it), and ends in its best epoch; the loop always runs every iteration.
 
 Randomness: every draw uses a seed derived from (``seed``, purpose, iteration, epoch), never a
 running generator, so a run resumed from its state file repeats exactly what the killed run
 would have done. After each iteration the state (labelled indices in order, loss weights,
-history, the learner's state) is written to ``<out>/al_state.pt`` atomically, then the results
-(:mod:`active_learning.results`). Testing the final model on every source is the caller's:
-the learner is left in its final state, and ``on_iteration`` may evaluate after any iteration.
+history, the iteration-level early stopping and learning rate, the learner's state) is written
+to ``<out>/al_state.pt`` atomically, then the results (:mod:`active_learning.results`). Testing
+the final model on every source is the caller's: the learner is left in its final state, and
+``on_iteration`` may evaluate after any iteration.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -50,9 +59,17 @@ from active_learning.results import IterationRecord, write_results
 from active_learning.selection import candidate_indices, select_query
 from active_learning.weighted_loss import decay_weights, query_weights
 from rfd_common.files import atomic_write
+from rfd_common.training_round import (
+    Plateau,
+    RoundConfig,
+    RoundResult,
+    Step,
+    drop_lr,
+    train_round,
+)
 
 STATE_FILE = "al_state.pt"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the shared training round and the iteration-level early stopping
 RESUMABLE_CHANGES = {"al_iter", "use_active_learning", "preset"}  # may differ on resume
 
 IterationHook = Callable[[IterationRecord, Learner], "dict[str, Any] | None"]
@@ -178,74 +195,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _validate(learner: Learner) -> dict[str, float]:
-    metrics = _plain(dict(learner.validate()))
-    missing = {"acc", "ap"} - set(metrics)
-    if missing:
-        raise KeyError(f"learner.validate() must return 'acc' and 'ap'; missing {missing}")
-    return metrics
+def round_config(config: ALConfig, epochs: int) -> RoundConfig:
+    """The training round of one iteration (``epochs``: warm-up or ``niter``)."""
+    per_epoch = config.al_patience_unit == "epoch"
+    return RoundConfig(
+        epochs=epochs,
+        patience=config.earlystop_epoch if per_epoch else 0,
+        metric=config.al_earlystop_metric,
+        min_lr=config.min_lr,
+        margin=config.earlystop_delta,
+    )
 
 
-@dataclass
-class RoundOutcome:
-    validation: dict[str, float]
-    epochs: int
-    lr_drops: int
-    loss: float | None  # None when the round trained no epoch
-    seconds: float
-
-
-def train_round(
+def train_iteration(
     learner: Learner,
     indices: np.ndarray,
     weights: np.ndarray,
     epochs: int,
     config: ALConfig,
-    base_lr: float,
+    lr: float,
     iteration: int,
-) -> tuple[RoundOutcome, np.ndarray]:
-    """Train one round with early stopping and LR drops; returns the outcome and the weights
-    after their per-epoch decay."""
-    start = time.perf_counter()
-    learner.lr = base_lr
-    patience = config.earlystop_epoch
-    metric = config.al_earlystop_metric
-    best: dict[str, float] | None = None
-    best_state: dict[str, Any] | None = None
-    at_best, bad, drops, done, losses = False, 0, 0, 0, []
-    for epoch in range(epochs):
-        if epoch > 0 and config.use_weighted_loss:
-            weights = decay_weights(weights, config.weighted_loss_decay)
-        seed = derive_seed(config.seed, Purpose.TRAIN, iteration, epoch)
-        losses.append(float(learner.train_epoch(indices, weights.copy(), seed)))
-        done += 1
-        if patience == 0:
-            continue
-        validation = _validate(learner)
-        if best is None or validation[metric] > best[metric] + config.earlystop_delta:
-            best, best_state = validation, copy.deepcopy(learner.state_dict())
-            at_best, bad = True, 0
-            continue
-        at_best, bad = False, bad + 1
-        if bad >= patience:
-            new_lr = learner.lr / 10
-            learner.load_state_dict(copy.deepcopy(best_state))
-            learner.lr = new_lr
-            at_best, bad, drops = True, 0, drops + 1
-            if new_lr < config.min_lr:
-                break
-    if best is None:
-        best = _validate(learner)
-    elif not at_best:
-        learner.load_state_dict(copy.deepcopy(best_state))
-    outcome = RoundOutcome(
-        validation=best,
-        epochs=done,
-        lr_drops=drops,
-        loss=float(np.mean(losses)) if losses else None,
-        seconds=time.perf_counter() - start,
+) -> RoundResult:
+    """Train iteration ``iteration``'s round at learning rate ``lr``; the result holds the
+    weights after their per-epoch decay."""
+    learner.lr = lr
+    reweight = None
+    if config.use_weighted_loss:
+        reweight = functools.partial(decay_weights, decay=config.weighted_loss_decay)
+    return train_round(
+        learner,
+        round_config(config, epochs),
+        indices,
+        weights,
+        epoch_seed=lambda epoch: derive_seed(config.seed, Purpose.TRAIN, iteration, epoch),
+        reweight=reweight,
     )
-    return outcome, weights
 
 
 class Query(NamedTuple):
@@ -321,9 +305,16 @@ class _Progress:
     labelled: np.ndarray
     weights: np.ndarray
     history: list[dict[str, Any]]
-    base_lr: float
+    base_lr: float  # the rate after reset: where every round starts (patience in epochs)
     next_iteration: int
     excluded: np.ndarray  # unreadable pool items left out (sorted)
+    lr: float  # the rate the next round trains at (patience in iterations)
+    plateau: Plateau  # early stopping over iterations (patience in iterations)
+    stopped: bool = False  # the rate fell below the floor: no further iteration
+
+    def next_lr(self, config: ALConfig) -> float:
+        """The learning rate of the next round."""
+        return self.base_lr if config.al_patience_unit == "epoch" else self.lr
 
 
 class _StateFile:
@@ -344,7 +335,10 @@ class _StateFile:
             history=list(saved["history"]),
             base_lr=float(saved["base_lr"]),
             next_iteration=int(saved["iteration"]) + 1,
-            excluded=saved.get("excluded", torch.zeros(0)).numpy().astype(np.int64),
+            excluded=saved["excluded"].numpy().astype(np.int64),
+            lr=float(saved["lr"]),
+            plateau=Plateau(**saved["plateau"]),
+            stopped=bool(saved["stopped"]),
         )
 
     def save(self, progress: _Progress, iteration: int, learner: Learner) -> None:
@@ -359,6 +353,9 @@ class _StateFile:
             "history": progress.history,
             "base_lr": progress.base_lr,
             "excluded": torch.from_numpy(progress.excluded.copy()),
+            "lr": progress.lr,
+            "plateau": dataclasses.asdict(progress.plateau),
+            "stopped": progress.stopped,
             "learner": learner.state_dict(),
         }
         atomic_write(self.path, lambda handle: torch.save(state, handle))
@@ -386,7 +383,9 @@ def _start(learner: Learner, labels: np.ndarray, config: ALConfig) -> _Progress:
     labelled, unreadable = draw_initial_set(
         labels, config.num_samples_per_class, initial_rng, unreadable_check(learner)
     )
-    return _Progress(labelled, np.ones(labelled.size), [], float(learner.lr), 0, unreadable)
+    lr = float(learner.lr)
+    plateau = Plateau(config.earlystop_epoch, margin=config.earlystop_delta)
+    return _Progress(labelled, np.ones(labelled.size), [], lr, 0, unreadable, lr, plateau)
 
 
 def run_active_learning(
@@ -421,60 +420,21 @@ def run_active_learning(
         if out_dir is None
         else _StateFile(Path(out_dir) / STATE_FILE, config, strategy, labels)
     )
-    if resume and state is not None and state.path.exists():
-        progress = state.load(learner)
-        say(
-            f"[{strategy}] resuming from {state.path} after iteration {progress.next_iteration - 1}"
-        )
-    else:
-        progress = _start(learner, labels, config)
-        if progress.excluded.size:
-            say(f"[{strategy}] {progress.excluded.size} unreadable pool images left out")
+    progress = _open(learner, labels, config, state if resume else None, strategy, say)
     results_json = None
-    if config.simulation_only and progress.next_iteration == 0:
-        say(f"[{strategy}] simulation only: " + "; ".join(config.true_label_uses))
-
-    for iteration in range(progress.next_iteration, config.al_iter + 1):
-        query_seconds, new = 0.0, np.zeros(0, dtype=np.int64)
+    for iteration in range(_first_iteration(progress, config, strategy, say), config.al_iter + 1):
+        new, query_seconds = NO_INDICES, 0.0
         if iteration > 0:
-            start = time.perf_counter()
-            new, new_scores, unreadable = query(
-                learner,
-                labels,
-                progress.labelled,
-                config,
-                acquisition,
-                iteration,
-                progress.excluded,
-            )
-            query_seconds = time.perf_counter() - start
-            if unreadable.size:
-                progress.excluded = np.union1d(progress.excluded, unreadable).astype(np.int64)
-                say(f"[{strategy}] {unreadable.size} more unreadable pool images left out")
+            began = time.perf_counter()
+            new, found = _query_and_label(learner, labels, progress, config, acquisition, iteration)
+            query_seconds = time.perf_counter() - began
+            if found:
+                say(f"[{strategy}] {found} more unreadable pool images left out")
             if new.size == 0:
                 say(f"[{strategy}] the pool is exhausted after iteration {iteration - 1}")
                 break
-            added = query_weights(new_scores) if config.use_weighted_loss else np.ones(new.size)
-            progress.labelled = np.concatenate([progress.labelled, new])
-            progress.weights = np.concatenate([progress.weights, added])
-        epochs = config.al_niter_warmup if iteration == 0 else config.niter
-        outcome, progress.weights = train_round(
-            learner,
-            progress.labelled,
-            progress.weights,
-            epochs,
-            config,
-            progress.base_lr,
-            iteration,
-        )
-        record = _record(
-            iteration,
-            labels[progress.labelled],
-            new.size,
-            query_seconds,
-            outcome,
-            progress.excluded.size,
-        )
+        record, note = _train_and_record(learner, labels, progress, config, iteration, new.size)
+        record.query_seconds = query_seconds
         if on_iteration is not None:
             record.extra.update(_plain(on_iteration(record, learner) or {}))
         progress.history.append(_plain(record.to_dict()))
@@ -482,19 +442,13 @@ def run_active_learning(
         if state is not None:
             state.save(progress, iteration, learner)
             results_json = write_results(
-                Path(out_dir), strategy, config, progress.history, progress.excluded
+                out_dir, strategy, config, progress.history, progress.excluded
             )
-        left_out = f", {record.unreadable} unreadable left out" if record.unreadable else ""
-        say(
-            f"[{strategy}] iteration {iteration}/{config.al_iter}: {record.labelled} labelled "
-            f"({record.labelled_real} real, {record.labelled_fake} fake{left_out}), val acc "
-            f"{record.val_acc:.4f} AP {record.val_ap:.4f}, query {query_seconds:.2f} s, "
-            f"train {outcome.seconds:.2f} s ({outcome.epochs} epochs)"
-        )
+        say(_iteration_line(strategy, config, record) + note)
+        if progress.stopped:
+            break
     if out_dir is not None and results_json is None and progress.history:  # nothing left to run
-        results_json = write_results(
-            Path(out_dir), strategy, config, progress.history, progress.excluded
-        )
+        results_json = write_results(out_dir, strategy, config, progress.history, progress.excluded)
     return LoopResult(
         strategy,
         progress.labelled,
@@ -506,12 +460,122 @@ def run_active_learning(
     )
 
 
+def _open(
+    learner: Learner,
+    labels: np.ndarray,
+    config: ALConfig,
+    state: _StateFile | None,
+    strategy: str,
+    say: Log,
+) -> _Progress:
+    """The progress of a run: resumed from ``state``'s file when there is one, else new."""
+    if state is not None and state.path.exists():
+        progress = state.load(learner)
+        say(
+            f"[{strategy}] resuming from {state.path} after iteration {progress.next_iteration - 1}"
+        )
+        return progress
+    progress = _start(learner, labels, config)
+    if progress.excluded.size:
+        say(f"[{strategy}] {progress.excluded.size} unreadable pool images left out")
+    if config.simulation_only:
+        say(f"[{strategy}] simulation only: " + "; ".join(config.true_label_uses))
+    return progress
+
+
+def _first_iteration(progress: _Progress, config: ALConfig, strategy: str, say: Log) -> int:
+    """The next iteration to run (past ``al_iter`` when early stopping ended the run)."""
+    if not progress.stopped:
+        return progress.next_iteration
+    say(f"[{strategy}] stopped early after iteration {progress.next_iteration - 1}: the learning "
+        "rate fell below the floor")  # fmt: skip
+    return config.al_iter + 1
+
+
+def _train_and_record(
+    learner: Learner,
+    labels: np.ndarray,
+    progress: _Progress,
+    config: ALConfig,
+    iteration: int,
+    queried: int,
+) -> tuple[IterationRecord, str]:
+    """Train the iteration's round, judge it (patience in iterations) and make its record
+    (without ``query_seconds``); returns the record and a note for the log line."""
+    epochs = config.al_niter_warmup if iteration == 0 else config.niter
+    outcome = train_iteration(
+        learner,
+        progress.labelled,
+        progress.weights,
+        epochs,
+        config,
+        progress.next_lr(config),
+        iteration,
+    )
+    progress.weights = outcome.weights
+    drops, note = _judge_iteration(learner, progress, config, outcome, iteration)
+    record = _record(
+        iteration, labels[progress.labelled], queried, 0.0, outcome, progress.excluded.size
+    )
+    record.lr_drops += drops
+    record.lr, record.stopped_early = float(learner.lr), progress.stopped
+    return record, note
+
+
+def _query_and_label(
+    learner: Learner,
+    labels: np.ndarray,
+    progress: _Progress,
+    config: ALConfig,
+    acquisition: Acquisition,
+    iteration: int,
+) -> tuple[np.ndarray, int]:
+    """Query, then add the new pool items (and their loss weights) to ``progress``; returns
+    them (none: the pool is exhausted) and how many unreadable candidates were found (left out
+    for good)."""
+    new, new_scores, unreadable = query(
+        learner, labels, progress.labelled, config, acquisition, iteration, progress.excluded
+    )
+    if unreadable.size:
+        progress.excluded = np.union1d(progress.excluded, unreadable).astype(np.int64)
+    if new.size:
+        added = query_weights(new_scores) if config.use_weighted_loss else np.ones(new.size)
+        progress.labelled = np.concatenate([progress.labelled, new])
+        progress.weights = np.concatenate([progress.weights, added])
+    return new, int(unreadable.size)
+
+
+def _judge_iteration(
+    learner: Learner, progress: _Progress, config: ALConfig, outcome: RoundResult, iteration: int
+) -> tuple[int, str]:
+    """Early stopping with patience in iterations: the iteration's score goes to the loop's
+    plateau (from iteration 1 on, as CS545). Returns (LR drops, a note for the log line)."""
+    if config.al_patience_unit != "iteration" or not config.earlystop_epoch or iteration == 0:
+        return 0, ""
+    if progress.plateau.step(outcome.validation[config.al_earlystop_metric]) is not Step.DROP:
+        return 0, ""
+    progress.stopped = not drop_lr(learner, config.min_lr)
+    progress.lr = float(learner.lr)
+    note = f"; no gain for {config.earlystop_epoch} iterations: lr -> {progress.lr:g}"
+    return 1, note + (", below the floor: stop" if progress.stopped else "")
+
+
+def _iteration_line(strategy: str, config: ALConfig, record: IterationRecord) -> str:
+    left_out = f", {record.unreadable} unreadable left out" if record.unreadable else ""
+    return (
+        f"[{strategy}] iteration {record.iteration}/{config.al_iter}: {record.labelled} labelled "
+        f"({record.labelled_real} real, {record.labelled_fake} fake{left_out}), val acc "
+        f"{record.val_acc:.4f} AP {record.val_ap:.4f}, query {record.query_seconds:.2f} s, "
+        f"train {record.train_seconds:.2f} s ({record.epochs} epochs)"
+    )
+
+
 def _record(
     iteration: int,
     labelled_labels: np.ndarray,
     queried: int,
     query_seconds: float,
-    outcome: RoundOutcome,
+    outcome: RoundResult,
     unreadable: int = 0,
 ) -> IterationRecord:
     """The history entry of one iteration (``labelled_labels``: labels of the labelled set;

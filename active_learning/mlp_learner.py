@@ -5,6 +5,7 @@ and a binary task made from scikit-learn's digits for tests and the sanity bench
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,13 @@ class MLPLearner:
         rows = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         with torch_threads(self.threads):
             return module_probabilities(self.model, self.pool_x[rows], passes, seed)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of the network's weights (the round's best state)."""
+        return copy.deepcopy(self.model.state_dict())
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(snapshot)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}

@@ -2,8 +2,9 @@
 
 ``<out>/al_results.json``: the run (strategy, config, whether true labels were read, the
 unreadable pool images left out), one record per iteration (labelled count, per-class counts,
-validation acc and AP, query and training seconds, unreadable pool images found so far, ...)
-and the final record. ``<out>/al_history.csv``: the records as rows.
+validation acc and AP, query and training seconds, learning rate, unreadable pool images found
+so far, ...), the final record and whether early stopping ended the run before ``al_iter``.
+``<out>/al_history.csv``: the records as rows.
 ``<out>/learning_curve.png``: validation AP (and accuracy) against labelled images.
 A comparison of several runs (:func:`plot_comparison`) draws them on one plot with the uniform
 baseline dashed. Label 0 is real, 1 is fake.
@@ -47,6 +48,8 @@ class IterationRecord:
     lr_drops: int
     train_loss: float | None
     unreadable: int = 0  # unreadable pool items left out so far
+    lr: float | None = None  # the learning rate after the iteration (after any drop)
+    stopped_early: bool = False  # the rate fell below the floor: the last iteration
     validation: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +69,7 @@ CSV_COLUMNS = [
     "train_seconds",
     "epochs",
     "lr_drops",
+    "lr",
     "train_loss",
     "unreadable",
 ]
@@ -96,6 +100,7 @@ def run_summary(
         ),
         "history": list(history),
         "final": history[-1] if history else None,
+        "stopped_early": bool(history and history[-1].get("stopped_early")),
     }
 
 

@@ -1,48 +1,31 @@
-"""Normal training: epochs with validation, early stopping with LR drop, checkpoints, resume.
+"""Normal training: one training round (:mod:`rfd_common.training_round`) over every train
+item, with checkpoints, TensorBoard scalars and a resume state written after every epoch.
 
-Early stopping follows the original: when the validation metric has not improved by ``delta``
-for ``patience`` epochs, divide the learning rate by 10 and continue; stop once it falls below
-``min_lr``. The best epoch's weights are restored at the end.
+The round's rule is the original's: validate after every epoch on ``earlystop_metric`` (acc by
+default), divide the learning rate by 10 after ``earlystop_epoch`` epochs without a gain, stop
+below ``min_lr``. The run ends in its best epoch's weights.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from rfd_common.errors import UserError
 from rfd_common.files import atomic_path
+from rfd_common.training_round import EpochReport, RoundConfig, RoundState, train_round
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 
 RESUME_NAME = "resume_state.pt"
+RESUME_FORMAT = 2  # 1: before the shared training round (its files are not resumed)
+BEST_NAME = "model_best.safetensors"
 
-
-@dataclass
-class EarlyStopping:
-    """Patience counter on a metric that should grow."""
-
-    patience: int
-    delta: float = 0.001
-    best: float = float("-inf")
-    bad_epochs: int = 0
-
-    def step(self, score: float) -> str:
-        """``improved``, ``wait`` or ``trigger`` (patience used up; the counter restarts)."""
-        if score > self.best + self.delta:
-            self.best, self.bad_epochs = score, 0
-            return "improved"
-        self.bad_epochs += 1
-        if self.bad_epochs >= self.patience:
-            self.bad_epochs = 0
-            return "trigger"
-        return "wait"
+FitState = RoundState  # what fit returns: epoch, history, best_epoch, best_score, stopped
 
 
 @dataclass
@@ -50,34 +33,46 @@ class FitConfig:
     niter: int
     seed: int = 0
     earlystop_epoch: int = 5
-    earlystop_metric: str = "ap"
+    earlystop_metric: str = "acc"
     min_lr: float = 1e-6
     save_epoch_freq: int = 0  # 0: only best and last
 
-
-@dataclass
-class FitState:
-    """Everything needed to resume after the last finished epoch."""
-
-    epoch: int = 0
-    best_score: float = float("-inf")
-    best_epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    early_stopping: dict[str, Any] = field(default_factory=dict)
-    stopped: bool = False
+    def round_config(self) -> RoundConfig:
+        return RoundConfig(
+            epochs=self.niter,
+            patience=self.earlystop_epoch,
+            metric=self.earlystop_metric,
+            min_lr=self.min_lr,
+        )
 
 
-def _save_resume(
-    path: Path, trainer: DetectorTrainer, state: FitState, best: dict, run_key: str
-) -> None:
+def _save_resume(path: Path, trainer: DetectorTrainer, state: RoundState, run_key: str) -> None:
     payload = {
+        "format": RESUME_FORMAT,
         "trainer": trainer.state_dict(),
-        "fit": asdict(state),
-        "best_model": best,
+        "round": state.to_dict(),
         "run_key": run_key,
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def _load_resume(path: Path, trainer: DetectorTrainer, run_key: str) -> RoundState:
+    """The saved round, after loading the trainer's state; UserError if it cannot be resumed."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("run_key", "") != run_key:
+        changed = _changed_settings(saved.get("run_key", ""), run_key)
+        raise UserError(
+            f"{path}: left by a run with other settings{changed}; pass --restart to "
+            "start over, or choose another --name"
+        )
+    if saved.get("format") != RESUME_FORMAT:
+        raise UserError(
+            f"{path}: left by an earlier version of the training code, whose early stopping "
+            "differs; pass --restart to start over, or choose another --name"
+        )
+    trainer.load_state_dict(saved["trainer"])
+    return RoundState.from_dict(saved["round"])
 
 
 def fit(
@@ -88,72 +83,54 @@ def fit(
     log_scalars: Callable[[dict[str, float], int], None] | None = None,
     resume: bool = True,
     run_key: str = "",
-) -> FitState:
+) -> RoundState:
     """Train up to ``config.niter`` epochs; ``save_checkpoint(path)`` writes the current model.
 
-    Writes ``model_best.safetensors`` at every improvement, ``model_epoch_N.safetensors`` every
-    ``save_epoch_freq`` epochs and a resume state after every epoch; a rerun with ``resume``
-    continues after the last finished epoch. ``run_key`` names what must not change between a
-    run and its resumption (arch, data, sizes...); a different key refuses to resume.
+    Writes ``model_best.safetensors`` at every new best epoch, ``model_epoch_N.safetensors``
+    every ``save_epoch_freq`` epochs and a resume state after every epoch; a rerun with
+    ``resume`` continues after the last finished epoch. ``run_key`` names what must not change
+    between a run and its resumption (arch, data, sizes...); a different key refuses to resume.
+    The trainer is left in the best epoch's weights.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume_path = checkpoint_dir / RESUME_NAME
-    state = FitState()
-    early = EarlyStopping(patience=config.earlystop_epoch)
-    best_model = trainer.model_state()
+    state = None
     if resume and resume_path.is_file():
-        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if saved.get("run_key", "") != run_key:
-            changed = _changed_settings(saved.get("run_key", ""), run_key)
-            raise UserError(
-                f"{resume_path}: left by a run with other settings{changed}; pass --restart to "
-                "start over, or choose another --name"
-            )
-        trainer.load_state_dict(saved["trainer"])
-        state = FitState(**saved["fit"])
-        early = EarlyStopping(**state.early_stopping)
-        best_model = saved["best_model"]
+        state = _load_resume(resume_path, trainer, run_key)
         print(f"resuming {checkpoint_dir.name} after epoch {state.epoch}", file=sys.stderr)
-    while state.epoch < config.niter and not state.stopped:
-        start = time.perf_counter()
-        loss = trainer.train_epoch(seed=config.seed)
-        metrics = trainer.validate()
-        state.epoch += 1
-        score = metrics[config.earlystop_metric]
-        record = {
-            "epoch": state.epoch,
-            "loss": loss,
-            "val_acc": metrics["acc"],
-            "val_ap": metrics["ap"],
-            "lr": trainer.lr,
-            "seconds": round(time.perf_counter() - start, 2),
-        }
-        state.history.append(record)
+
+    def after_epoch(state: RoundState, report: EpochReport) -> None:
+        epoch = report.record["epoch"]
+        if report.best:
+            save_checkpoint(checkpoint_dir / BEST_NAME)
         if log_scalars is not None:
-            log_scalars(record, state.epoch)
-        decision = early.step(score)
-        note = ""
-        if score > state.best_score:
-            state.best_score, state.best_epoch = score, state.epoch
-            best_model = trainer.model_state()
-            save_checkpoint(checkpoint_dir / "model_best.safetensors")
-            note = "  (best)"
-        if decision == "trigger":
-            trainer.lr = trainer.lr / 10
-            note += f"  no gain for {config.earlystop_epoch} epochs: lr -> {trainer.lr:g}"
-            if trainer.lr < config.min_lr:
-                state.stopped = True
-                note += ", below the floor: stop"
-        print(
-            f"epoch {state.epoch}: loss {loss:.4f}  val acc {100 * metrics['acc']:.2f}  "
-            f"val AP {100 * metrics['ap']:.2f}{note}"
-        )
-        if config.save_epoch_freq and state.epoch % config.save_epoch_freq == 0:
-            save_checkpoint(checkpoint_dir / f"model_epoch_{state.epoch}.safetensors")
-        state.early_stopping = asdict(early)
-        _save_resume(resume_path, trainer, state, best_model, run_key)
-    trainer.load_model_state(best_model)
-    return state
+            log_scalars(report.record, epoch)
+        print(_epoch_line(report, trainer.lr, config.earlystop_epoch))
+        if config.save_epoch_freq and epoch % config.save_epoch_freq == 0:
+            save_checkpoint(checkpoint_dir / f"model_epoch_{epoch}.safetensors")
+        _save_resume(resume_path, trainer, state, run_key)
+
+    result = train_round(
+        trainer,
+        config.round_config(),
+        epoch_seed=lambda _epoch: config.seed,  # the trainer varies the order by its epoch
+        state=state,
+        on_epoch=after_epoch,
+    )
+    return result.state
+
+
+def _epoch_line(report: EpochReport, lr: float, patience: int) -> str:
+    """``epoch 3: loss 0.4120  val acc 81.25  val AP 90.10  (best)``-style progress line."""
+    record = report.record
+    note = "  (best)" if report.best else ""
+    if report.dropped:
+        note += f"  no gain for {patience} epochs: lr -> {lr:g}"
+        note += ", below the floor: stop" if report.stopped else ""
+    scores = ""
+    if "val_acc" in record:
+        scores = f"  val acc {100 * record['val_acc']:.2f}  val AP {100 * record['val_ap']:.2f}"
+    return f"epoch {record['epoch']}: loss {record['loss']:.4f}{scores}{note}"
 
 
 def _changed_settings(saved_key: str, run_key: str) -> str:

@@ -1,9 +1,11 @@
 """The one training engine: epochs over chosen items with per-sample loss weights, validation on
 held-out items, MC-dropout probabilities, state for resuming.
 
-It is used by normal training (all items, weight 1) and, through the same methods, as the
-active-learning learner (``train_epoch``, ``validate``, ``mc_probabilities``, ``lr``,
-``state_dict``): there is no second training loop.
+It is the model of the one training round (:mod:`rfd_common.training_round`: ``train_epoch``,
+``validate``, ``lr``, ``snapshot``, ``restore``), run over all items with weight 1 by normal
+training and, through the same methods plus ``mc_probabilities`` and ``state_dict``, as the
+active-learning learner: there is no second training loop. The loss is
+:func:`active_learning.weighted_loss.weighted_bce_with_logits`, the one weighted BCE.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
-from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
 from active_learning.mc_dropout import draw_masks, linear_head_probabilities
+from active_learning.weighted_loss import weighted_bce_with_logits
 from UniversalFakeDetect.engine.sources import BatchSource, FeatureSource
 from UniversalFakeDetect.models.detector import Detector
 
@@ -73,6 +75,14 @@ class DetectorTrainer:
         """Restore a :meth:`model_state`."""
         self.detector.load_state_dict(state, strict=not self.detector.fix_backbone)
 
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """The round's best-state copy: :meth:`model_state`."""
+        return self.model_state()
+
+    def restore(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Back to a :meth:`snapshot` (the optimiser is left as it is)."""
+        self.load_model_state(snapshot)
+
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.detector.trainable_parameters(), **self._optimiser_args)
 
@@ -97,12 +107,12 @@ class DetectorTrainer:
         self, indices: np.ndarray | None = None, weights: np.ndarray | None = None, seed: int = 0
     ) -> float:
         """One epoch over ``indices`` (default: all train items) in a seeded order; the loss is
-        the per-sample BCE times ``weights`` (aligned with ``indices``). Returns the mean loss."""
+        the per-sample BCE times ``weights`` (aligned with ``indices``; default 1), averaged over
+        each batch. Returns the mean loss."""
         source = self.train_source
         indices = np.arange(len(source)) if indices is None else np.asarray(indices)
-        weight_of = None
+        weight_of = np.ones(len(source), dtype=np.float32)
         if weights is not None:
-            weight_of = np.zeros(len(source), dtype=np.float32)
             weight_of[indices] = weights
         torch.manual_seed(seed * 1_000_003 + self.epochs_run)  # dropout masks
         self.detector.train()
@@ -119,10 +129,8 @@ class DetectorTrainer:
         for batch in bar:
             logits = source.logits(self.detector, batch.inputs)
             target = batch.labels.float().to(logits.device)
-            losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            if weight_of is not None:
-                losses = losses * torch.from_numpy(weight_of[batch.indices]).to(losses.device)
-            loss = losses.mean()
+            weight = torch.from_numpy(weight_of[batch.indices]).to(logits.device)
+            loss = weighted_bce_with_logits(logits, target, weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

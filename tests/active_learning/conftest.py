@@ -19,8 +19,11 @@ def digits() -> ArrayTask:
 class ScriptedLearner:
     """A learner whose validation metrics follow a script; it records every call.
 
-    Its "model" is an epoch counter; ``mc_probabilities`` is a fixed function of the pool index
-    (pool item i has P(fake) spread around ``probs[i]``), so scores are known in advance.
+    Its "model" is an epoch counter (``snapshot``/``restore`` copy it; ``restores`` lists the
+    counts restored); ``validate`` returns the next score of the script (``acc`` and ``ap``
+    alike), and its position is part of ``state_dict``, so a resumed run goes on with the
+    script; ``mc_probabilities`` is a fixed function of the pool index (pool item i has P(fake)
+    spread around ``probs[i]``), so scores are known in advance.
     """
 
     def __init__(self, pool_size: int, accs: Iterable[float] = (), probs=None) -> None:
@@ -59,9 +62,16 @@ class ScriptedLearner:
         spread = np.linspace(-0.04, 0.04, passes)[:, None]
         return np.clip(self.pool_probs[indices][None, :] + spread, 0.0, 1.0)
 
+    def snapshot(self) -> dict[str, int]:
+        return {"trained": self.trained}
+
+    def restore(self, snapshot: dict[str, int]) -> None:
+        self.trained = snapshot["trained"]
+        self.restores.append(snapshot["trained"])
+
     def state_dict(self) -> dict[str, Any]:
-        return {"trained": self.trained, "lr": self._lr}
+        return {"trained": self.trained, "lr": self._lr, "validations": self.validations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.trained, self._lr = state["trained"], state["lr"]
-        self.restores.append(state["trained"])
+        self.validations = state["validations"]

@@ -25,10 +25,11 @@ from active_learning.loop import (
     initial_indices,
     query,
     run_active_learning,
-    train_round,
+    train_iteration,
 )
 from active_learning.mlp_learner import MLPLearner
 from active_learning.results import CURVE_PNG, HISTORY_CSV, RESULTS_JSON
+from tests.rfd_common.test_training_round import OriginalEarlyStopping
 
 from .conftest import ScriptedLearner
 
@@ -61,22 +62,24 @@ def test_scripted_learner_satisfies_the_protocol(digits) -> None:
 
 
 def round_config(**changes) -> ALConfig:
-    base = dict(earlystop_epoch=2, al_earlystop_metric="acc", min_lr=1e-3, earlystop_delta=0.001)
+    """Early stopping with patience in epochs (each round on its own)."""
+    base = dict(earlystop_epoch=2, al_earlystop_metric="acc", min_lr=1e-3, earlystop_delta=0.001,
+                al_patience_unit="epoch")  # fmt: skip
     return ALConfig(**{**base, **changes})
 
 
-def test_early_stopping_drops_lr_from_the_best_state() -> None:
-    # epoch:      0    1    2     3     4    5     6
+def test_early_stopping_drops_lr_without_restoring_and_ends_in_the_best() -> None:
+    # epoch:  1     2     3     4     5     6     7
     accs = [0.50, 0.60, 0.60, 0.55, 0.70, 0.69, 0.65]
     learner = ScriptedLearner(10, accs)
     learner.reset(0)
-    outcome, _ = train_round(learner, np.arange(4), np.ones(4), 7, round_config(), 0.1, 1)
+    outcome = train_iteration(learner, np.arange(4), np.ones(4), 7, round_config(), 0.1, 1)
     lrs = [e["lr"] for e in learner.epochs]
-    # epochs 2 and 3 do not improve on 0.60 (+0.001): back to epoch 1's state, LR / 10;
-    # epochs 5 and 6 do not improve on 0.70: LR / 10 again -> 0.001 is not below min_lr 1e-3
+    # epochs 3 (a tie) and 4 gain nothing on 0.60: LR / 10, training goes on from epoch 4's
+    # state; 0.70 sets the new stage's reference; 6 and 7 gain nothing: LR / 10 again
+    # (0.001 is not below min_lr 1e-3)
     assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
-    # restored: the state after epochs 0-1 (2 trained), then epochs 0-1 + 4 (3 trained)
-    assert learner.restores == [2, 3]
+    assert learner.restores == [5]  # never at a drop; at the end, the best epoch's state
     assert outcome.lr_drops == 2 and outcome.epochs == 7
     assert outcome.validation["acc"] == 0.70  # the round reports, and keeps, its best
 
@@ -85,16 +88,17 @@ def test_round_stops_when_lr_falls_below_the_floor() -> None:
     learner = ScriptedLearner(10, [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4])
     learner.reset(0)
     config = round_config(earlystop_epoch=1, min_lr=0.005)
-    outcome, _ = train_round(learner, np.arange(4), np.ones(4), 8, config, 0.1, 1)
-    # drop after epoch 1 (lr 0.01), after epoch 2 (0.001 < 0.005): stop
-    assert outcome.epochs == 3 and outcome.lr_drops == 2
-    assert learner.restores == [1, 1] and learner.trained == 1
+    outcome = train_iteration(learner, np.arange(4), np.ones(4), 8, config, 0.1, 1)
+    # drop after epoch 2 (lr 0.01); epoch 3 sets the new stage's reference; epoch 4 ties it:
+    # drop (0.001 < 0.005): stop
+    assert outcome.epochs == 4 and outcome.lr_drops == 2 and outcome.stopped
+    assert learner.restores == [1] and learner.trained == 1
 
 
 def test_round_restores_the_best_state_at_the_end() -> None:
     learner = ScriptedLearner(10, [0.5, 0.8, 0.7])
     learner.reset(0)
-    outcome, _ = train_round(learner, np.arange(4), np.ones(4), 3, round_config(), 0.1, 1)
+    outcome = train_iteration(learner, np.arange(4), np.ones(4), 3, round_config(), 0.1, 1)
     assert learner.restores == [2] and outcome.validation["acc"] == 0.8
 
 
@@ -102,27 +106,97 @@ def test_no_early_stopping_validates_once() -> None:
     learner = ScriptedLearner(10, [0.9])
     learner.reset(0)
     config = round_config(earlystop_epoch=0)
-    outcome, _ = train_round(learner, np.arange(4), np.ones(4), 5, config, 0.1, 1)
+    outcome = train_iteration(learner, np.arange(4), np.ones(4), 5, config, 0.1, 1)
     assert learner.validations == 1 and outcome.epochs == 5 and learner.restores == []
 
 
+def test_with_patience_in_epochs_every_round_starts_at_the_full_rate() -> None:
+    accs = [0.5, 0.4, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]  # warm-up: drop after epoch 2
+    learner, result = scripted_run(accs=accs, al_patience_unit="epoch", earlystop_epoch=1,
+                                   min_lr=1e-6)  # fmt: skip
+    lrs = [e["lr"] for e in learner.epochs]
+    assert lrs[:2] == [0.1, 0.1] and lrs[2] == 0.1  # iteration 1 starts at the full rate
+    assert result.history[0]["lr_drops"] == 1 and result.history[0]["val_acc"] == 0.5
+
+
+def original_al_procedure(
+    scores: list[float], patience: int, lr: float, min_lr: float
+) -> tuple[list[float], int | None]:
+    """CS545 ``active_learning_net.py``: one score per iteration (after its training; the
+    EarlyStopping is made after the warm-up), the rate / 10 at a trigger, break below the floor.
+    Returns the rate each iteration trained at and the iteration it stopped after (or None)."""
+    stopper = OriginalEarlyStopping(patience, delta=-0.001)
+    lrs, stop = [], None
+    for index, score in enumerate(scores):
+        lrs.append(lr)
+        stopper(score)
+        if stopper.early_stop:
+            lr /= 10.0
+            if lr < min_lr:
+                stop = index + 1
+                break
+            stopper = OriginalEarlyStopping(patience, delta=-0.002)
+    return lrs, stop
+
+
+# warm-up (not counted), then iterations 1-12: 2 and 3 gain nothing on 0.5 (drop), 4 sets the
+# new stage's reference, 5 (+0.001) and 6 gain nothing (drop), 7 sets it, 8 gains (+0.003),
+# 9 and 10 gain nothing: the third drop takes the rate below the floor after iteration 10
+ITERATION_SCORES = [0.9, 0.5, 0.5, 0.5005, 0.49, 0.491, 0.4915, 0.6, 0.603, 0.603, 0.6, 0.6, 0.6]
+ITERATION_RUN = dict(al_patience_unit="iteration", earlystop_epoch=2, al_iter=12, query=3,
+                     min_lr=1e-3, al_niter_warmup=2, niter=3)  # fmt: skip
+
+
+def test_patience_in_iterations_follows_cs545(tmp_path: Path) -> None:
+    warm_up, scores = ITERATION_SCORES[0], ITERATION_SCORES[1:]
+    expected_lrs, stop = original_al_procedure(scores, 2, 0.1, 1e-3)
+    assert stop == 10  # the run ends early
+    assert original_al_procedure([warm_up, *scores], 2, 0.1, 1e-3)[0] != [0.1, *expected_lrs]
+    learner, result = scripted_run(tmp_path, accs=ITERATION_SCORES, **ITERATION_RUN)
+    assert len(result.history) == 1 + stop
+    # rounds train every epoch at the loop's rate, are validated once and never restored
+    lrs = [e["lr"] for e in learner.epochs]
+    assert lrs[:2] == [0.1, 0.1]
+    assert [lrs[2 + 3 * i : 5 + 3 * i] for i in range(stop)] == [[lr] * 3 for lr in expected_lrs]
+    assert learner.validations == 1 + stop and learner.restores == []
+    assert [r["stopped_early"] for r in result.history] == [False] * stop + [True]
+    assert sum(r["lr_drops"] for r in result.history) == 3
+    assert json.loads((tmp_path / RESULTS_JSON).read_text())["stopped_early"] is True
+
+
+def test_patience_in_iterations_survives_a_resume(tmp_path: Path) -> None:
+    _, whole = scripted_run(accs=ITERATION_SCORES, **ITERATION_RUN)
+
+    def die_at_5(record, learner):  # after the first drop (iteration 3), before the second
+        if record.iteration == 5:
+            raise KilledError
+
+    labels = np.array([0, 1] * 20)
+    config = ALConfig(**{**SCRIPTED_RUN, **ITERATION_RUN})
+    with pytest.raises(KilledError):
+        run_active_learning(ScriptedLearner(40, ITERATION_SCORES), labels, config, tmp_path,
+                            log=None, on_iteration=die_at_5)  # fmt: skip
+    learner = ScriptedLearner(40, ITERATION_SCORES)
+    resumed = run_active_learning(learner, labels, config, tmp_path, log=None)
+    assert comparable(resumed.history) == comparable(whole.history)
+    assert learner.epochs[0]["lr"] == pytest.approx(0.01)  # the dropped rate came back
+    # a run that stopped early stays stopped, even with more iterations allowed
+    more = ALConfig(**{**SCRIPTED_RUN, **ITERATION_RUN, "al_iter": 20})
+    again = ScriptedLearner(40, ITERATION_SCORES)
+    repeat = run_active_learning(again, labels, more, tmp_path, log=None)
+    assert again.epochs == [] and comparable(repeat.history) == comparable(whole.history)
+
+
+SCRIPTED_RUN = dict(num_samples_per_class=2, query=3, al_iter=2, al_niter_warmup=2, niter=3,
+                    earlystop_epoch=0, subsample_size=0)  # fmt: skip
+
+
 def scripted_run(
-    tmp_path: Path | None = None, probs=None, **changes
+    tmp_path: Path | None = None, probs=None, accs: Iterable[float] = (), **changes
 ) -> tuple[ScriptedLearner, object]:
     labels = np.array([0, 1] * 20)
-    learner = ScriptedLearner(labels.size, probs=probs)
-    config = ALConfig(
-        **{
-            "num_samples_per_class": 2,
-            "query": 3,
-            "al_iter": 2,
-            "al_niter_warmup": 2,
-            "niter": 3,
-            "earlystop_epoch": 0,
-            "subsample_size": 0,
-            **changes,
-        }
-    )
+    learner = ScriptedLearner(labels.size, accs, probs=probs)
+    config = ALConfig(**{**SCRIPTED_RUN, **changes})
     result = run_active_learning(learner, labels, config, tmp_path, log=None)
     return learner, result
 
@@ -255,6 +329,7 @@ DIGITS_CONFIG = dict(
     al_niter_warmup=6,
     niter=4,
     earlystop_epoch=2,
+    al_patience_unit="epoch",  # early stopping inside the rounds: best states, restores
     use_weighted_loss=True,
     weighted_loss_decay=0.8,
     balance_acquisition=True,
