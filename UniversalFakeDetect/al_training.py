@@ -9,7 +9,6 @@ as normal training drops and counts them.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,43 +16,15 @@ from typing import Any
 import numpy as np
 
 from active_learning.compare import run as run_loop
-from active_learning.config import ALConfig
 from active_learning.learner import Learner
 from active_learning.loop import LoopResult
 from UniversalFakeDetect.checkpoint import save_checkpoint
+from UniversalFakeDetect.config import TrainSettings
 from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
 from UniversalFakeDetect.engine.sources import BatchSource, ImageSource
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 from UniversalFakeDetect.evaluation.metrics import best_threshold
 from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
-
-# The embedded demo's active-learning defaults: BW-LMS-T's shape (balanced queries, weighted
-# loss, loss-weighted mean std, T = 10, early stopping on AP) scaled to 2,160 pool images.
-DEMO_ACTIVE_LEARNING: dict[str, Any] = {
-    "acq_func": "loss_weighted_mean_std",
-    "balance_acquisition": True,
-    "use_weighted_loss": True,
-    "weighted_loss_decay": 0.75,
-    "num_samples_per_class": 100,
-    "query": 150,
-    "al_iter": 8,
-    "al_niter_warmup": 10,
-    "niter": 4,
-    "dropout_iter": 10,
-    "subsample_size": 0,
-    "al_earlystop_metric": "ap",
-    "earlystop_epoch": 3,
-}
-
-
-def apply_demo_active_learning(args: argparse.Namespace, explicit: set[str]) -> list[str]:
-    """Fill unset active-learning options with the demo's; returns what was set."""
-    applied = []
-    for key, value in DEMO_ACTIVE_LEARNING.items():
-        if key not in explicit and getattr(args, key, None) is None:
-            setattr(args, key, value)
-            applied.append(f"--{key} {value}")
-    return applied
 
 
 def _decodes(source: ImageSource, index: int) -> bool:
@@ -131,8 +102,7 @@ class PoolLearner:
 
 
 def run(
-    args: argparse.Namespace,
-    config: ALConfig,
+    settings: TrainSettings,
     trainer: DetectorTrainer,
     sources: dict[str, Any],
     header: dict[str, Any],
@@ -141,10 +111,12 @@ def run(
 
     ``sources``: ``train``, ``holdout`` and ``test`` batch sources, ``train_rows``, ``test_rows``.
     """
+    config, run_settings, model = settings.active_learning, settings.run, settings.model
+    assert config is not None
     train_rows, test_rows = sources["train_rows"], sources["test_rows"]
     labels = np.array([r.label for r in train_rows])
-    folder = Path(args.result_folder) / args.name
-    checkpoint_dir = Path(args.checkpoints_dir) / args.name
+    folder = Path(run_settings.result_folder) / run_settings.name
+    checkpoint_dir = Path(run_settings.checkpoints_dir) / run_settings.name
     if config.simulation_only:
         print(
             "simulation: "
@@ -175,11 +147,11 @@ def run(
             **header,
         )
         info = {
-            "name": args.name,
+            "name": run_settings.name,
             "strategy": result.strategy,
-            "arch": args.arch,
-            "weights": args.weights,
-            "fix_backbone": args.fix_backbone,
+            "arch": model.arch,
+            "weights": model.weights,
+            "fix_backbone": model.fix_backbone,
             "checkpoint": str(path),
             "active_learning": config.to_dict(),
             "simulation_only": config.simulation_only,
@@ -205,7 +177,7 @@ def run(
         print(f"[{result.strategy}] results written to {strategy_folder}")
 
     learner = PoolLearner(trainer)
-    run_loop(learner, labels, config, folder, on_finish=on_finish, resume=not args.restart)
+    run_loop(learner, labels, config, folder, on_finish=on_finish, resume=not run_settings.restart)
     report_unreadable([("pool", sources["train"]), ("test", sources["test"])])
     print(f"learning curve and per-iteration history: {folder}")
     return 0

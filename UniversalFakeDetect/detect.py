@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="UniversalFakeDetect's validation view: centre crop at native size, no resize "
         "(default: shorter side to the checkpoint's load size, then the centre crop)",
     )
-    parser.add_argument("--gpu_ids", type=options._gpu_ids, default=None, help="-1 for the CPU")
+    parser.add_argument("--gpu_ids", type=options.gpu_ids, default=None, help="-1 for the CPU")
     parser.add_argument(
         "--seed", type=int, default=0, help="draws the random backbone of --weights none (0)"
     )

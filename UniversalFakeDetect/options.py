@@ -1,8 +1,9 @@
-"""Command-line options. The original project's flag names keep working.
+"""Command-line flags of the detector scripts. The original project's flag names keep working.
 
-Options that a preset may set default to ``None`` in argparse; :func:`apply_defaults` fills them
-from the preset (the demo preset is used automatically on the embedded demo dataset), then from
-the general defaults. A flag given on the command line always wins.
+Training flags default to ``None`` (not given): :mod:`UniversalFakeDetect.train_settings` fills
+them from the preset table and the configs' defaults, so a flag given always wins and the
+defaults are written once, in :mod:`UniversalFakeDetect.config`. ``test`` and ``detect`` add only
+the flags they use.
 """
 
 from __future__ import annotations
@@ -10,65 +11,49 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 from rfd_common.errors import UserError
+from UniversalFakeDetect.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from UniversalFakeDetect.models.registry import ARCHS, WEIGHT_CHOICES
-
-GENERAL_DEFAULTS: dict[str, Any] = {
-    "arch": "CLIP:RN50",
-    "weights": "pretrained",
-    "niter": 100,
-    "lr": 1e-4,
-    "batch_size": 256,
-    "earlystop_epoch": 5,
-    "blur_prob": 0.5,
-    "jpg_prob": 0.5,
-}
-# The embedded demo: 64 px images, no downloads, a few minutes on 2 CPU cores.
-DEMO_PRESET: dict[str, Any] = {
-    "arch": "Imagenet:resnet18",
-    "weights": "none",
-    "niter": 12,
-    "lr": 1e-3,
-    "batch_size": 64,
-    "earlystop_epoch": 2,
-    "blur_prob": 0.0,
-    "jpg_prob": 0.0,
-}
-PRESETS = {"demo": DEMO_PRESET}
+from UniversalFakeDetect.presets import PRESETS
 
 
-def _csv_floats(text: str) -> tuple[float, ...]:
+def csv_floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected numbers like 0.0,3.0, got {text!r}") from exc
 
 
-def _csv_ints(text: str) -> tuple[int, ...]:
+def csv_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected integers like 30,100, got {text!r}") from exc
 
 
-def _csv_words(text: str) -> tuple[str, ...]:
+def csv_words(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _gpu_ids(text: str) -> list[int]:
-    ids = _csv_ints(text)
-    return [] if list(ids) == [-1] else list(ids)
+def gpu_ids(text: str) -> tuple[int, ...]:
+    """``0`` or ``0,1`` -> the ids; ``-1`` -> () (the CPU)."""
+    ids = csv_ints(text)
+    return () if list(ids) == [-1] else ids
 
 
 def default_checkpoints_dir() -> Path:
     """``$RFD_CHECKPOINTS_DIR``, else ``./checkpoints``."""
-    return Path(os.environ.get("RFD_CHECKPOINTS_DIR", "checkpoints"))
+    return Path(os.environ.get("RFD_CHECKPOINTS_DIR", RunConfig.checkpoints_dir))
+
+
+def default_results_dir() -> Path:
+    """``$RFD_RESULTS_DIR``, else ``./results``."""
+    return Path(os.environ.get("RFD_RESULTS_DIR", RunConfig.result_folder))
 
 
 def add_bare_head_options(parser: argparse.ArgumentParser) -> None:
-    """``--arch``/``--weights`` for a published bare linear head passed as ``--ckpt x.pth``."""
+    """``--arch``/``--weights`` for a published bare linear head or an original checkpoint."""
     parser.add_argument(
         "--arch",
         help="backbone for a bare linear head (.pth or .safetensors) or an original "
@@ -82,69 +67,80 @@ def add_bare_head_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
+def add_dataset_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Where the images are: ``--data_root``, ``--data_mode``, ``--wang2020_data_path``."""
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data_root",
         "--dataroot",
         dest="data_root",
+        type=Path,
         help="dataset folder holding manifest.csv (default: $RFD_DATA_ROOT, else the embedded "
         "demo dataset, generated into the cache on first use)",
     )
     group.add_argument(
         "--data_mode",
         choices=("dip", "wang2020"),
-        default="dip",
-        help="dip: a manifest dataset; wang2020: 0_real/1_fake generator folders under "
-        "--wang2020_data_path/{train,val}",
+        help="dip: a manifest dataset (default); wang2020: 0_real/1_fake generator folders "
+        "under --wang2020_data_path/{train,val}",
     )
-    group.add_argument("--wang2020_data_path", help="root of 0_real/1_fake generator folders")
+    group.add_argument(
+        "--wang2020_data_path", type=Path, help="root of 0_real/1_fake generator folders"
+    )
+    return group
+
+
+def add_view_options(group: argparse._ArgumentGroup, crop_help: str) -> None:
+    """``--loadSize``/``--cropSize``: the resize and the crop."""
     group.add_argument(
         "--loadSize",
         "--load_size",
         dest="load_size",
         type=int,
-        help="resize images to this square first (default: the dataset's image size)",
+        help="resize the shorter side to this first, keeping the aspect ratio (default: the "
+        "dataset's image size)",
     )
-    group.add_argument(
-        "--cropSize",
-        "--crop_size",
-        dest="crop_size",
-        type=int,
-        help="then crop to this (random in training, centred in testing; default 7/8 of loadSize)",
-    )
-    group.add_argument("--no_flip", action="store_true", help="no random horizontal flips")
-    group.add_argument(
-        "--num_threads", type=int, default=0, help="data-loading worker processes (default 0)"
-    )
+    group.add_argument("--cropSize", "--crop_size", dest="crop_size", type=int, help=crop_help)
+
+
+def add_loading_options(group: argparse._ArgumentGroup) -> None:
+    """``--num_threads`` and ``--strict``."""
+    group.add_argument("--num_threads", type=int, help="data-loading worker processes (default 0)")
     group.add_argument(
         "--strict",
         action="store_true",
+        default=None,
         help="stop at the first unreadable image (default: skip and count them)",
     )
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The training data flags."""
+    group = add_dataset_options(parser)
+    add_view_options(
+        group, "then crop to this (random in training, centred in testing; default 7/8 of it)"
+    )
+    group.add_argument(
+        "--no_flip", action="store_true", default=None, help="no random horizontal flips"
+    )
+    add_loading_options(group)
 
 
 def add_augment_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("augmentation (training)")
     group.add_argument("--blur_prob", type=float, help="probability of Gaussian blur (0.5)")
-    group.add_argument(
-        "--blur_sig", type=_csv_floats, default=(0.0, 3.0), help="blur sigma range (0.0,3.0)"
-    )
+    group.add_argument("--blur_sig", type=csv_floats, help="blur sigma range (0.0,3.0)")
     group.add_argument("--jpg_prob", type=float, help="probability of JPEG re-compression (0.5)")
-    group.add_argument(
-        "--jpg_method", type=_csv_words, default=("cv2", "pil"), help="JPEG encoders (cv2,pil)"
-    )
-    group.add_argument(
-        "--jpg_qual", type=_csv_ints, default=(30, 100), help="JPEG quality range (30,100)"
-    )
+    group.add_argument("--jpg_method", type=csv_words, help="JPEG encoders (cv2,pil)")
+    group.add_argument("--jpg_qual", type=csv_ints, help="JPEG quality range (30,100)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--arch",
-        help=f"backbone (default {GENERAL_DEFAULTS['arch']}; {DEMO_PRESET['arch']} on the demo "
-        f"dataset); one of: {', '.join(ARCHS)}",
+        help=f"backbone (default {ModelConfig.arch}; {PRESETS['demo'].detector['arch']} on the "
+        f"demo dataset); one of: {', '.join(ARCHS)}",
     )
     group.add_argument(
         "--weights",
@@ -153,26 +149,24 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "pretrained; none on the embedded demo dataset (nothing to download)",
     )
     group.add_argument(
-        "--fix_backbone", action="store_true", help="freeze the backbone; train the head only"
+        "--fix_backbone",
+        action="store_true",
+        default=None,
+        help="freeze the backbone; train the head only",
     )
-    group.add_argument("--dropout", type=float, default=0.5, help="dropout before the head (0.5)")
+    group.add_argument(
+        "--dropout", type=float, help=f"dropout before the head ({ModelConfig.dropout})"
+    )
 
 
-def add_run_options(parser: argparse.ArgumentParser, default_name: str | None) -> None:
-    group = parser.add_argument_group("run")
-    name_help = (
-        "experiment name (demo_normal or demo_active_learning on the demo dataset, else normal "
-        "or active_learning)"
-        if default_name is None
-        else f"experiment name ({default_name or 'the checkpoint run name'})"
-    )
-    group.add_argument("--name", default=default_name, help=name_help)
-    group.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    group.add_argument("--batch_size", type=int, help="batch size (256; 64 on the demo)")
+def add_output_options(group: argparse._ArgumentGroup, name_help: str) -> None:
+    """``--name``, ``--seed``, ``--batch_size``, the output folders and ``--gpu_ids``."""
+    group.add_argument("--name", help=name_help)
+    group.add_argument("--seed", type=int, help="random seed (0)")
+    group.add_argument("--batch_size", type=int, help="batch size")
     group.add_argument(
         "--checkpoints_dir",
         type=Path,
-        default=default_checkpoints_dir(),
         help="checkpoints go to CHECKPOINTS_DIR/NAME/ (./checkpoints or $RFD_CHECKPOINTS_DIR)",
     )
     group.add_argument(
@@ -180,55 +174,81 @@ def add_run_options(parser: argparse.ArgumentParser, default_name: str | None) -
         "--results_dir",
         dest="result_folder",
         type=Path,
-        default=Path(os.environ.get("RFD_RESULTS_DIR", "results")),
         help="results go to RESULT_FOLDER/NAME/ (./results or $RFD_RESULTS_DIR)",
     )
     group.add_argument(
         "--gpu_ids",
-        type=_gpu_ids,
-        default=None,
+        type=gpu_ids,
         help="GPU id, e.g. 0 (only the first of a list is used); -1 for the CPU "
         "(default: GPU 0 if available)",
+    )
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run")
+    add_output_options(
+        group,
+        "experiment name (demo_normal or demo_active_learning on the demo dataset, else "
+        "normal or active_learning)",
     )
     group.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="a bundle of defaults; 'demo' is used automatically on the demo dataset",
+        help="a bundle of settings, flags given win: "
+        + "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
+        + ". demo is used automatically on the demo dataset",
     )
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
+    defaults = OptimConfig()
     group.add_argument(
         "--niter",
         type=int,
-        help="maximum epochs (100; 12 on the demo); with --use_active_learning: epochs per "
-        "query round (5; 4 on the demo)",
+        help=f"maximum epochs ({defaults.niter}; 12 on the demo); with --use_active_learning: "
+        "epochs after each query (5; 4 on the demo)",
     )
     group.add_argument("--lr", type=float, help="initial learning rate (1e-4; 1e-3 on the demo)")
-    group.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (0.9)")
-    group.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (0)")
+    group.add_argument("--beta1", type=float, help=f"Adam beta1 ({defaults.beta1})")
+    group.add_argument("--weight_decay", type=float, help="AdamW weight decay (0)")
     group.add_argument(
         "--earlystop_epoch",
         type=int,
-        help="patience: epochs without validation gain before the LR drops 10x (5; 2 on demo)",
+        help="patience: epochs without a validation gain before the LR drops 10x (5; 2 on the "
+        "demo); under active learning, iterations with --al_patience_unit iteration (0: off)",
     )
     group.add_argument(
-        "--min_lr", type=float, default=1e-6, help="stop when the LR falls below this (1e-6)"
+        "--earlystop_metric",
+        choices=("acc", "ap"),
+        help="validation metric for early stopping and the best epoch (acc, as the original)",
+    )
+    group.add_argument(
+        "--min_lr", type=float, help=f"stop when the LR falls below this ({defaults.min_lr})"
     )
     group.add_argument(
         "--save_epoch_freq",
         type=int,
-        default=0,
         help="also keep a checkpoint every N epochs (0: only the best and the resume state)",
     )
     group.add_argument(
         "--holdout_fraction",
         type=float,
-        default=0.1,
         help="fraction of the train split held out per source for validation: picks the best "
-        "epoch and the decision threshold; the val split is only tested on (0.1)",
+        f"epoch and the decision threshold; the val split is only tested on "
+        f"({defaults.holdout_fraction})",
     )
+    add_cache_options(group)
+    group.add_argument(
+        "--restart",
+        action="store_true",
+        default=None,
+        help="ignore a resume state left by an earlier run of the same --name",
+    )
+    add_original_training_flags(parser)
+
+
+def add_cache_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--cache_views",
         type=int,
@@ -239,19 +259,21 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no_cache",
         action="store_true",
+        default=None,
         help="with --fix_backbone: run the backbone on every batch instead of caching features",
     )
     group.add_argument(
         "--extract_features_only",
         action="store_true",
+        default=None,
         help="with --fix_backbone: fill the feature caches (train, holdout, test) and stop; "
         "under torchrun each rank extracts its share of the images",
     )
-    group.add_argument(
-        "--restart",
-        action="store_true",
-        help="ignore a resume state left by an earlier run of the same --name",
-    )
+
+
+def add_original_training_flags(parser: argparse.ArgumentParser) -> None:
+    """UniversalFakeDetect's flags whose behaviour is the default: accepted, they change
+    nothing (a resumed run, blur/JPEG augmentation, the Adam family)."""
     original = parser.add_argument_group(
         "UniversalFakeDetect flags kept for its scripts (the behaviour they ask for is the default)"
     )
@@ -273,33 +295,22 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_defaults(
-    args: argparse.Namespace, is_demo: bool, skip: tuple[str, ...] = ()
-) -> list[str]:
-    """Fill unset options from the preset, then the general defaults (except ``skip``);
-    returns what the preset set (for printing)."""
-    preset_name = args.preset or ("demo" if is_demo else None)
-    preset = PRESETS.get(preset_name, {}) if preset_name else {}
-    applied = []
-    for key, general in GENERAL_DEFAULTS.items():
-        if getattr(args, key, None) is None and key not in skip:
-            value = preset.get(key, general)
-            setattr(args, key, value)
-            if key in preset:
-                applied.append(f"--{key} {value}")
-    if args.preset is None:
-        args.preset = preset_name
-    return applied
-
-
-def choose_device(gpu_ids: list[int] | None) -> str:
+def choose_device(ids: tuple[int, ...] | None) -> str:
     """``cuda:N`` for the first requested GPU, else ``cpu``; ``None`` = GPU 0 if available."""
     import torch
 
-    if gpu_ids is None:
+    if ids is None:
         return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if not gpu_ids:
+    if not ids:
         return "cpu"
     if not torch.cuda.is_available():
-        raise UserError(f"--gpu_ids {gpu_ids[0]}: no GPU available here; use --gpu_ids -1")
-    return f"cuda:{gpu_ids[0]}"
+        raise UserError(f"--gpu_ids {ids[0]}: no GPU available here; use --gpu_ids -1")
+    return f"cuda:{ids[0]}"
+
+
+def data_config(values: dict) -> DataConfig:
+    """A :class:`DataConfig` from parsed flag values (``no_flip`` inverted to ``flip``)."""
+    fields = {k: v for k, v in values.items() if k in DataConfig.__dataclass_fields__}
+    if values.get("no_flip") is not None:
+        fields["flip"] = not values["no_flip"]
+    return DataConfig(**fields).validate()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import sys
 from collections.abc import Sequence
@@ -20,8 +18,9 @@ from datagen.readers import rows_from_class_folders
 from rfd_common.errors import UserError
 from rfd_common.files import atomic_write_text
 from rfd_common.tables import csv_text
+from UniversalFakeDetect.config import DataConfig, TrainSettings
 from UniversalFakeDetect.data.augment import AugmentConfig
-from UniversalFakeDetect.data.data_root import DATA_ROOT_ENV, dataset_image_size, resolve_data_root
+from UniversalFakeDetect.data.data_root import dataset_image_size, resolve_data_root
 from UniversalFakeDetect.data.datasets import (
     EpochTrainViews,
     ManifestImageDataset,
@@ -51,15 +50,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def uses_demo(args: argparse.Namespace) -> bool:
-    """True when no dataset was named: the embedded demo dataset will be used."""
-    return args.data_mode == "dip" and args.data_root is None and not os.environ.get(DATA_ROOT_ENV)
-
-
-def load_rows(args: argparse.Namespace) -> tuple[Path, list[ManifestRow]]:
+def load_rows(data: DataConfig) -> tuple[Path, list[ManifestRow]]:
     """The dataset root and its rows (manifest, or 0_real/1_fake folders for wang2020)."""
-    if args.data_mode == "wang2020":
-        root = Path(args.wang2020_data_path)
+    if data.data_mode == "wang2020":
+        root = Path(data.wang2020_data_path)  # type: ignore[arg-type]
         if not root.is_dir():
             raise UserError(f"--wang2020_data_path {root}: folder not found")
         rows = []
@@ -69,29 +63,41 @@ def load_rows(args: argparse.Namespace) -> tuple[Path, list[ManifestRow]]:
         if not rows:
             raise UserError(f"--wang2020_data_path {root}: expected train/ and val/ folders")
         return root, rows
-    root = resolve_data_root(args.data_root)
+    root = resolve_data_root(data.data_root)
     return root, read_manifest(root)
 
 
-def transform_config(args: argparse.Namespace, root: Path) -> TransformConfig:
-    load_size = args.load_size or dataset_image_size(root)
-    crop_size = args.crop_size or load_size * 7 // 8
-    if crop_size > load_size:
+def transform_config(data: DataConfig, root: Path, resize: bool = True) -> TransformConfig:
+    """The views of ``data``: ``--loadSize`` (default: the dataset's image size) and
+    ``--cropSize`` (default 7/8 of it)."""
+    load_size = data.load_size or dataset_image_size(root)
+    crop_size = data.crop_size or load_size * 7 // 8
+    if resize and crop_size > load_size:
         raise UserError(f"--cropSize {crop_size}: larger than --loadSize {load_size}")
-    return TransformConfig(load_size=load_size, crop_size=crop_size, flip=not args.no_flip)
+    return TransformConfig(load_size=load_size, crop_size=crop_size, flip=data.flip, resize=resize)
 
 
-def augment_config(args: argparse.Namespace) -> AugmentConfig:
-    try:
-        return AugmentConfig(
-            blur_prob=args.blur_prob,
-            blur_sig=args.blur_sig,
-            jpg_prob=args.jpg_prob,
-            jpg_method=args.jpg_method,
-            jpg_qual=args.jpg_qual,
+@dataclass(frozen=True)
+class SourceOptions:
+    """How batch sources are built: cached features (a frozen backbone) or decoded images."""
+
+    cached: bool
+    views: int = 0  # augmented views cached per training image
+    seed: int = 0
+    batch_size: int = 64
+    num_threads: int = 0
+    strict: bool = False
+
+    @classmethod
+    def for_training(cls, settings: TrainSettings, views: int) -> SourceOptions:
+        return cls(
+            cached=settings.model.fix_backbone and not settings.cache.no_cache,
+            views=views,
+            seed=settings.run.seed,
+            batch_size=settings.optim.batch_size,
+            num_threads=settings.data.num_threads,
+            strict=settings.data.strict,
         )
-    except ValueError as exc:
-        raise UserError(f"--jpg_method {','.join(args.jpg_method)}: {exc}") from exc
 
 
 # Augmented views cached per training image with a frozen backbone (besides the centre view).
@@ -99,62 +105,49 @@ DEFAULT_CACHE_VIEWS = 4
 
 
 def resolve_cache_views(
-    args: argparse.Namespace,
-    explicit: set[str],
-    transform: TransformConfig,
-    augmentation: AugmentConfig,
-) -> str | None:
-    """Set ``args.cache_views`` and return a line saying what it costs or leaves out.
+    settings: TrainSettings, transform: TransformConfig
+) -> tuple[int, str | None]:
+    """The augmented views to cache per training image, and a line saying what it costs or
+    leaves out.
 
     With a frozen backbone the head trains on cached features, so augmentation exists only as
     cached views. Unset, it is :data:`DEFAULT_CACHE_VIEWS` whenever the training view varies
     (blur, JPEG, random crop or flip); an explicit 0 next to explicit blur/JPEG flags is a
     contradiction and is refused."""
-    if not args.fix_backbone or args.no_cache:
-        args.cache_views = args.cache_views or 0  # images are augmented afresh every epoch
-        return None
+    asked = settings.cache.cache_views
+    if not settings.model.fix_backbone or settings.cache.no_cache:
+        return asked or 0, None  # images are augmented afresh every epoch
+    augmentation = settings.augment
     varies = augmentation.active or transform.flip or transform.crop_size < transform.load_size
-    if args.cache_views is None:
-        args.cache_views = DEFAULT_CACHE_VIEWS if varies else 0
-        if not args.cache_views:
-            return None
-        return (
-            f"frozen backbone: {args.cache_views} augmented views of every training image are "
-            f"cached besides its centre view, one drawn per epoch (the backbone runs "
-            f"{args.cache_views + 1}x over the train split, once; later runs reuse the cache). "
-            "--cache_views 0 trains on centre views only; --no_cache augments afresh every "
-            "epoch but runs the backbone on every batch"
+    if asked is None:
+        views = DEFAULT_CACHE_VIEWS if varies else 0
+        if not views:
+            return 0, None
+        return views, (
+            f"frozen backbone: {views} augmented views of every training image are cached "
+            f"besides its centre view, one drawn per epoch (the backbone runs {views + 1}x over "
+            "the train split, once; later runs reuse the cache). --cache_views 0 trains on "
+            "centre views only; --no_cache augments afresh every epoch but runs the backbone "
+            "on every batch"
         )
-    if args.cache_views == 0 and varies:
-        asked = [
-            f"--{name} {getattr(args, name):g}"
+    if asked == 0 and varies:
+        flags = [
+            f"--{name} {getattr(augmentation, name):g}"
             for name in ("blur_prob", "jpg_prob")
-            if name in explicit and getattr(args, name) > 0
+            if name in settings.explicit and getattr(augmentation, name) > 0
         ]
-        if asked:
+        if flags:
             raise UserError(
                 f"--cache_views 0 with --fix_backbone trains the head on each image's centre "
-                f"view only, so {' and '.join(asked)} would do nothing: drop --cache_views 0 "
+                f"view only, so {' and '.join(flags)} would do nothing: drop --cache_views 0 "
                 f"(cached augmented views, {DEFAULT_CACHE_VIEWS} by default), or pass "
                 "--no_cache (augment every epoch, the backbone runs on every batch)"
             )
-        return (
+        return 0, (
             "--cache_views 0: the head trains on each training image's centre view; blur, "
             "JPEG, random crops and flips are not used"
         )
-    return None
-
-
-@dataclass
-class Sources:
-    """The batch sources of one run and the rows behind them."""
-
-    train: BatchSource
-    holdout: BatchSource
-    test: BatchSource
-    train_rows: list[ManifestRow]
-    holdout_rows: list[ManifestRow]
-    test_rows: list[ManifestRow]
+    return asked, None
 
 
 def feature_cache(
@@ -162,7 +155,7 @@ def feature_cache(
     root: Path,
     rows: Sequence[ManifestRow],
     transform: TransformConfig,
-    args: argparse.Namespace,
+    options: SourceOptions,
     device: str,
     train: bool,
     augmentation: AugmentConfig | None = None,
@@ -178,11 +171,11 @@ def feature_cache(
         cache_dir=default_cache_dir(),
         device=device,
         augmentation=augmentation,
-        extra_views=args.cache_views if train else 0,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        num_workers=args.num_threads,
-        strict=args.strict,
+        extra_views=options.views if train else 0,
+        seed=options.seed,
+        batch_size=options.batch_size,
+        num_workers=options.num_threads,
+        strict=options.strict,
         desc=desc,
         shard=shard,
     )
@@ -193,26 +186,26 @@ def build_source(
     root: Path,
     rows: Sequence[ManifestRow],
     transform: TransformConfig,
-    args: argparse.Namespace,
+    options: SourceOptions,
     device: str,
     train: bool,
     augmentation: AugmentConfig | None = None,
     desc: str = "features",
 ) -> BatchSource:
-    """Cached features for a frozen backbone (unless ``--no_cache``), else decoded images."""
-    if detector.fix_backbone and not getattr(args, "no_cache", False):
+    """Cached features for a frozen backbone (``options.cached``), else decoded images."""
+    if detector.fix_backbone and options.cached:
         cache = feature_cache(
-            detector, root, rows, transform, args, device, train, augmentation, desc
+            detector, root, rows, transform, options, device, train, augmentation, desc
         )
         labels = np.array([r.label for r in rows])
         return FeatureSource(cache, labels, device, train_views=train)
     make_view = (
-        EpochTrainViews(transform, augmentation, args.seed) if train else eval_views(transform)
+        EpochTrainViews(transform, augmentation, options.seed) if train else eval_views(transform)
     )
     dataset = ManifestImageDataset(
-        root, rows, make_view, crop_size=transform.crop_size, strict=args.strict
+        root, rows, make_view, crop_size=transform.crop_size, strict=options.strict
     )
-    return ImageSource(dataset, device, num_workers=args.num_threads)
+    return ImageSource(dataset, device, num_workers=options.num_threads)
 
 
 def report_unreadable(sources: Sequence[tuple[str, BatchSource]]) -> dict[str, int]:

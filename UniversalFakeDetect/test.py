@@ -10,13 +10,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from datagen.manifest import SPLITS, ManifestRow, sample_per_source, select
 from datagen.readers import rows_from_real_fake_folders
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
 from UniversalFakeDetect import options
+
+if TYPE_CHECKING:  # the heavy modules are imported after parsing, so --help stays fast
+    from UniversalFakeDetect.data.datasets import ViewFn
+    from UniversalFakeDetect.data.transforms import TransformConfig
+    from UniversalFakeDetect.engine.sources import ImageSource
+    from UniversalFakeDetect.models.detector import Detector
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the original validation view: centre crop of --cropSize at native size, no resize "
         "(default: shorter side to --loadSize keeping the aspect ratio, then the centre crop)",
     )
-    options.add_data_options(parser)
-    options.add_run_options(parser, default_name="")
-    parser.set_defaults(batch_size=64)
+    group = options.add_dataset_options(parser)
+    options.add_view_options(group, "side of the centre crop (default: the checkpoint's)")
+    options.add_loading_options(group)
+    options.add_output_options(
+        parser.add_argument_group("run"), "experiment name (default: the checkpoint's run name)"
+    )
+    parser.set_defaults(
+        batch_size=64, seed=0, num_threads=0, strict=False, data_mode="dip",
+        checkpoints_dir=options.default_checkpoints_dir(),
+        result_folder=options.default_results_dir(),
+    )  # fmt: skip
     return parser
 
 
@@ -103,41 +119,27 @@ def newest_checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from UniversalFakeDetect.checkpoint import load_detector
-    from UniversalFakeDetect.data.datasets import ManifestImageDataset
-    from UniversalFakeDetect.data.transforms import TransformConfig
-    from UniversalFakeDetect.engine.sources import ImageSource
-    from UniversalFakeDetect.evaluation.robustness import (
-        PERTURBATIONS,
-        chosen_perturbation,
-        perturbed_views,
-        write_robustness,
-    )
-    from UniversalFakeDetect.pipeline import build_source, evaluate_and_report
-
-    args.cache_views, args.no_cache = 0, False
+def check_values(args: argparse.Namespace) -> None:
+    """One message for the first impossible number."""
     checks = (
         (args.batch_size, "--batch_size", 1, None),
         (args.max_sample, "--max_sample", 1, None),
         (args.jpeg_quality, "--jpeg_quality", 1, 100),
         (args.gaussian_sigma, "--gaussian_sigma", 0, None),
+        (args.load_size, "--loadSize", 1, None),
+        (args.crop_size, "--cropSize", 1, None),
+        (args.num_threads, "--num_threads", 0, None),
     )
     for value, flag, low, high in checks:
         if value is not None and (value < low or (high is not None and value > high)):
             limits = f"from {low} to {high}" if high is not None else f"at least {low}"
             raise UserError(f"{flag} {value}: must be {limits}")
-    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
-    device = options.choose_device(args.gpu_ids)
-    detector, header = load_detector(
-        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
-        seed=args.seed,
-    )  # fmt: skip
-    if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
-        args.data_root = header["data_root"]
-    root, rows, rows_to_test = rows_to_evaluate(args)
+
+
+def view_for_test(args: argparse.Namespace, header: dict) -> TransformConfig:
+    """The test view: the checkpoint's sizes unless given, aspect kept (or ``--no_resize``)."""
+    from UniversalFakeDetect.data.transforms import TransformConfig
+
     transform = TransformConfig(
         load_size=args.load_size or header["load_size"],
         crop_size=args.crop_size or header["crop_size"],
@@ -148,57 +150,118 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(
             f"--cropSize {transform.crop_size}: larger than --loadSize {transform.load_size}"
         )
+    return transform
+
+
+def image_source(
+    root: Path, rows: list[ManifestRow], view: ViewFn, transform: TransformConfig,
+    args: argparse.Namespace, device: str,
+) -> ImageSource:  # fmt: skip
+    """Decoded images of ``rows`` seen through ``view`` (a perturbation, for example)."""
+    from UniversalFakeDetect.data.datasets import ManifestImageDataset
+    from UniversalFakeDetect.engine.sources import ImageSource
+
+    dataset = ManifestImageDataset(
+        root, rows, view, crop_size=transform.crop_size, strict=args.strict
+    )
+    return ImageSource(dataset, device, num_workers=args.num_threads)
+
+
+def run_robustness(
+    args: argparse.Namespace, detector: Detector, evaluation: Evaluation, clean: Any
+) -> Path:
+    """The same evaluation under every fixed perturbation; the table of all of them."""
+    from UniversalFakeDetect.evaluation.robustness import (
+        PERTURBATIONS,
+        perturbed_views,
+        write_robustness,
+    )
+
+    table = {"clean": clean}
+    for perturbation in PERTURBATIONS:
+        view = perturbed_views(perturbation, evaluation.transform)
+        source = image_source(
+            evaluation.root, evaluation.rows, view, evaluation.transform, args, evaluation.device
+        )
+        print(f"-- {perturbation}", file=sys.stderr)
+        table[perturbation] = evaluation.report(
+            detector, source, evaluation.folder / "robustness" / perturbation,
+            {"perturbation": perturbation},
+        )  # fmt: skip
+    return write_robustness(table, evaluation.folder)
+
+
+@dataclass
+class Evaluation:
+    """What every evaluation of one test run shares: images, view, threshold, output."""
+
+    root: Path
+    rows: list[ManifestRow]
+    transform: TransformConfig
+    device: str
+    folder: Path
+    info: dict[str, Any]
+    threshold: float | None
+    training_sources: set[str] | None
+    batch_size: int
+
+    def report(self, detector: Detector, source: Any, folder: Path, extra: dict[str, Any]) -> Any:
+        from UniversalFakeDetect.pipeline import evaluate_and_report
+
+        return evaluate_and_report(
+            detector, source, self.rows, folder, {**self.info, **extra}, self.threshold,
+            self.training_sources, self.batch_size, root=self.root,
+        )  # fmt: skip
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from UniversalFakeDetect.checkpoint import load_detector
+    from UniversalFakeDetect.evaluation.robustness import chosen_perturbation, perturbed_views
+    from UniversalFakeDetect.pipeline import SourceOptions, build_source
+
+    check_values(args)
+    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
+    device = options.choose_device(args.gpu_ids)
+    detector, header = load_detector(
+        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
+        seed=args.seed,
+    )  # fmt: skip
+    if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
+        args.data_root = Path(header["data_root"])
+    root, rows, rows_to_test = rows_to_evaluate(args)
+    transform = view_for_test(args, header)
     name = args.name or ckpt.parent.name
     ensure_writable_dir(Path(args.result_folder) / name, flag="--result_folder")
     print(f"testing {ckpt} ({header['arch']}) on {root} [{args.split}, {len(rows_to_test)} images]")
     custom = chosen_perturbation(args.gaussian_sigma, args.jpeg_quality)
     if custom is None:
-        source = build_source(detector, root, rows_to_test, transform, args, device, False)
-    else:  # UniversalFakeDetect's perturbed test: results/<name>/<perturbation>/
-        dataset = ManifestImageDataset(
-            root, rows_to_test, perturbed_views(custom[1], transform),
-            crop_size=transform.crop_size, strict=args.strict,
+        source_options = SourceOptions(
+            cached=True, seed=args.seed, batch_size=args.batch_size,
+            num_threads=args.num_threads, strict=args.strict,
         )  # fmt: skip
-        source = ImageSource(dataset, device, num_workers=args.num_threads)
-    training_sources = None
-    options_seen = header.get("options", {})
-    if header.get("data_root") == str(root) and options_seen:
-        training_sources = {r.source for r in select(rows, split="train")}
-    info = {"name": name, "checkpoint": str(ckpt), "arch": header["arch"], "split": args.split}
+        source = build_source(
+            detector, root, rows_to_test, transform, source_options, device, False
+        )
+    else:  # UniversalFakeDetect's perturbed test: results/<name>/<perturbation>/
+        view = perturbed_views(custom[1], transform)
+        source = image_source(root, rows_to_test, view, transform, args, device)
+    trained_here = header.get("data_root") == str(root) and header.get("options")
     folder = Path(args.result_folder) / name
     if custom is not None:
-        info["perturbation"] = custom[0]
         folder = folder / custom[0]
-    threshold = header.get("threshold")
-    result = evaluate_and_report(
-        detector, source, rows_to_test, folder, info, threshold, training_sources,
-        args.batch_size, root=root,
+    evaluation = Evaluation(
+        root, rows_to_test, transform, device, folder,
+        {"name": name, "checkpoint": str(ckpt), "arch": header["arch"], "split": args.split},
+        header.get("threshold"),
+        {r.source for r in select(rows, split="train")} if trained_here else None,
+        args.batch_size,
     )  # fmt: skip
+    extra = {} if custom is None else {"perturbation": custom[0]}
+    result = evaluation.report(detector, source, folder, extra)
     if args.robustness:
-        table = {"clean": result}
-        for perturbation in PERTURBATIONS:
-            dataset = ManifestImageDataset(
-                root,
-                rows_to_test,
-                perturbed_views(perturbation, transform),
-                crop_size=transform.crop_size,
-                strict=args.strict,
-            )
-            perturbed = ImageSource(dataset, device, num_workers=args.num_threads)
-            print(f"-- {perturbation}", file=sys.stderr)
-            table[perturbation] = evaluate_and_report(
-                detector,
-                perturbed,
-                rows_to_test,
-                folder / "robustness" / perturbation,
-                {**info, "perturbation": perturbation},
-                threshold,
-                training_sources,
-                args.batch_size,
-                root=root,
-            )
-        path = write_robustness(table, folder)
-        print(f"robustness table: {path}")
+        print(f"robustness table: {run_robustness(args, detector, evaluation, result)}")
     print(f"results written to {folder}")
     return 0
 

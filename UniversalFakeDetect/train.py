@@ -8,8 +8,6 @@ same --name.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -17,110 +15,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from active_learning.config import (
-    ALConfig,
-    ConfigError,
-    active_learning_only_dests,
-    add_active_learning_options,
-    apply_preset,
-    config_from_namespace,
-    explicit_dests,
-)
-from datagen.manifest import select
+from datagen.manifest import ManifestRow, select
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
-from UniversalFakeDetect import options
+from rfd_common.fingerprints import canonical_json
+from UniversalFakeDetect.config import TrainSettings
 from UniversalFakeDetect.features.shard import Shard
-from UniversalFakeDetect.models.registry import resolve_arch
+from UniversalFakeDetect.train_settings import parse_train_args
 
-if TYPE_CHECKING:  # the heavy modules are imported in main(), so --help stays fast
-    from UniversalFakeDetect.data.augment import AugmentConfig
+if TYPE_CHECKING:  # the heavy modules are imported after parsing, so --help stays fast
     from UniversalFakeDetect.data.transforms import TransformConfig
+    from UniversalFakeDetect.engine.sources import BatchSource
+    from UniversalFakeDetect.engine.trainer import DetectorTrainer
     from UniversalFakeDetect.models.detector import Detector
-
-# Options a resumed run must share with the run that left the state (--niter may grow).
-RESUME_KEYS = (
-    "arch", "weights", "fix_backbone", "dropout", "batch_size", "seed", "cache_views", "lr",
-    "beta1", "weight_decay", "min_lr", "earlystop_epoch", "holdout_fraction", "blur_prob",
-    "blur_sig", "jpg_prob", "jpg_method", "jpg_qual", "no_flip",
-)  # fmt: skip
+    from UniversalFakeDetect.pipeline import SourceOptions
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m UniversalFakeDetect.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    options.add_data_options(parser)
-    options.add_augment_options(parser)
-    options.add_model_options(parser)
-    options.add_run_options(parser, default_name=None)
-    options.add_training_options(parser)
-    add_active_learning_options(parser)
-    return parser
+@dataclass
+class PreparedData:
+    """The dataset of a run: its root, the views, and the train / held-out / test rows."""
+
+    root: Path
+    transform: TransformConfig
+    train_rows: list[ManifestRow]
+    holdout_rows: list[ManifestRow]
+    test_rows: list[ManifestRow]
 
 
-def validate_args(args: argparse.Namespace) -> None:
-    """Reject impossible option values before any data or model work."""
-    checks = [
-        (
-            0 < args.holdout_fraction < 1,
-            "--holdout_fraction",
-            "must be in (0, 1): the held-out images pick the best epoch and the threshold",
-        ),
-        (0 <= args.beta1 < 1, "--beta1", "must be in [0, 1)"),
-        (args.weight_decay >= 0, "--weight_decay", "must be 0 or more"),
-        (args.min_lr >= 0, "--min_lr", "must be 0 or more"),
-        (args.save_epoch_freq >= 0, "--save_epoch_freq", "must be 0 or more"),
-        (
-            len(args.blur_sig) in (1, 2) and 0 <= args.blur_sig[0] <= args.blur_sig[-1],
-            "--blur_sig",
-            "must be one sigma or a range LOW,HIGH with 0 <= LOW <= HIGH",
-        ),
-        (
-            len(args.jpg_qual) in (1, 2) and 1 <= args.jpg_qual[0] <= args.jpg_qual[-1] <= 100,
-            "--jpg_qual",
-            "must be one quality or a range LOW,HIGH within 1..100",
-        ),
-        (
-            all(size is None or size >= 1 for size in (args.load_size, args.crop_size)),
-            "--loadSize/--cropSize",
-            "must be at least 1",
-        ),
-        (0 <= args.dropout < 1, "--dropout", "must be in [0, 1)"),
-        (args.niter >= 1, "--niter", "must be at least 1"),
-        (args.batch_size >= 1, "--batch_size", "must be at least 1"),
-        (args.lr > 0, "--lr", "must be positive"),
-        (args.earlystop_epoch >= 1, "--earlystop_epoch", "must be at least 1"),
-        (args.num_threads >= 0, "--num_threads", "must be 0 or more"),
-        (args.cache_views is None or args.cache_views >= 0, "--cache_views", "must be 0 or more"),
-        (0 <= args.blur_prob <= 1, "--blur_prob", "must be in [0, 1]"),
-        (0 <= args.jpg_prob <= 1, "--jpg_prob", "must be in [0, 1]"),
-    ]
-    for ok, flag, problem in checks:
-        if not ok:
-            value = getattr(args, flag[2:], None)
-            shown = flag if value is None else f"{flag} {value}"
-            raise UserError(f"{shown}: {problem}")
-    if args.extract_features_only and (not args.fix_backbone or args.no_cache):
+def check_combinations(settings: TrainSettings) -> None:
+    """Reject settings that cannot work together, before any data or model work."""
+    cache = settings.cache
+    if cache.extract_features_only and (not settings.model.fix_backbone or cache.no_cache):
         raise UserError("--extract_features_only needs --fix_backbone (and no --no_cache)")
-    if Shard.from_env() is not None and not args.extract_features_only:
+    if Shard.from_env() is not None and not cache.extract_features_only:
         raise UserError(
             "under torchrun only --extract_features_only is supported: extract the features "
             "with torchrun, then train in one process (it reads the cache)"
         )
-    if args.data_mode == "wang2020" and not args.wang2020_data_path:
-        raise UserError("--data_mode wang2020 needs --wang2020_data_path")
-    resolve_arch(args.arch)
 
 
 def split_holdout(rows: Sequence, fraction: float, seed: int) -> tuple[list, list]:
     """Hold out ``fraction`` of every source's rows (at least one each when fraction > 0)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     keep, held = [], []
     for source in sorted({r.source for r in rows}):
@@ -132,7 +71,172 @@ def split_holdout(rows: Sequence, fraction: float, seed: int) -> tuple[list, lis
     return keep, held
 
 
-def _tensorboard(log_dir: Path):
+def prepare_data(settings: TrainSettings) -> PreparedData:
+    """Read the dataset, split off the held-out part, check the output folders."""
+    from UniversalFakeDetect.pipeline import load_rows, transform_config
+
+    root, rows = load_rows(settings.data)
+    transform = transform_config(settings.data, root)
+    train_rows, holdout_rows = split_holdout(
+        select(rows, split="train"), settings.optim.holdout_fraction, settings.run.seed
+    )
+    test_rows = select(rows, split="val")
+    if not train_rows or not holdout_rows or not test_rows:
+        raise UserError(f"{root}: needs images in both the train and the val split")
+    if len({r.label for r in train_rows}) < 2:
+        raise UserError(f"{root}: the train split needs both real and fake images")
+    run = settings.run  # output folders are checked before any work, not after hours of it
+    ensure_writable_dir(Path(run.checkpoints_dir) / run.name, flag="--checkpoints_dir")
+    ensure_writable_dir(Path(run.result_folder) / run.name, flag="--result_folder")
+    return PreparedData(root, transform, train_rows, holdout_rows, test_rows)
+
+
+def choose_run_device(settings: TrainSettings) -> str:
+    """The device: ``--gpu_ids``, else GPU 0 if any; one GPU per rank under torchrun."""
+    from UniversalFakeDetect.options import choose_device
+
+    device = choose_device(settings.run.gpu_ids)
+    if Shard.from_env() is not None and device.startswith("cuda"):
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
+
+
+def build_detector(settings: TrainSettings, data: PreparedData, device: str) -> Detector:
+    """The seeded detector of the settings, on ``device``, announced on stdout."""
+    from UniversalFakeDetect.models.factory import create_detector
+    from UniversalFakeDetect.pipeline import seed_everything
+
+    model = settings.model
+    seed_everything(settings.run.seed)
+    detector, _ = create_detector(
+        model.arch, model.weights, data.transform.crop_size, dropout=model.dropout,
+        fix_backbone=model.fix_backbone,
+    )  # fmt: skip
+    print(
+        f"{settings.run.name}: {model.arch} ({model.weights} weights"
+        f"{', frozen' if model.fix_backbone else ''}) on {data.root}: {len(data.train_rows)} "
+        f"train, {len(data.holdout_rows)} held out, {len(data.test_rows)} test images, "
+        f"{data.transform.load_size}->{data.transform.crop_size} px, {device}"
+    )
+    return detector.to(device)
+
+
+def build_sources(
+    detector: Detector, data: PreparedData, options: SourceOptions, settings: TrainSettings,
+    device: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The train (augmented), held-out and test batch sources and the rows behind them."""
+    from UniversalFakeDetect.pipeline import build_source
+
+    def source(rows: list[ManifestRow], train: bool, desc: str) -> BatchSource:
+        augmentation = settings.augment if train else None
+        return build_source(
+            detector, data.root, rows, data.transform, options, device, train, augmentation, desc
+        )
+
+    return {
+        "train": source(data.train_rows, True, "train features"),
+        "holdout": source(data.holdout_rows, False, "holdout features"),
+        "test": source(data.test_rows, False, "test features"),
+        "train_rows": data.train_rows,
+        "test_rows": data.test_rows,
+    }
+
+
+def checkpoint_header(
+    settings: TrainSettings, data: PreparedData, detector: Detector
+) -> dict[str, Any]:
+    """What every checkpoint of the run records besides the detector itself."""
+    from UniversalFakeDetect.models.factory import backbone_input_size
+    from UniversalFakeDetect.models.registry import resolve_arch
+
+    model = settings.model
+    crop = data.transform.crop_size
+    return {
+        "load_size": data.transform.load_size,
+        "crop_size": crop,
+        "image_size_override": backbone_input_size(resolve_arch(model.arch), model.weights, crop),
+        "backbone_seed": settings.run.seed,
+        "data_root": str(data.root),
+        "options": settings.to_dict(),
+    }
+
+
+def resume_key(settings: TrainSettings, data: PreparedData, detector: Detector) -> str:
+    """What a resumed run must share with the one that left its state: every setting not
+    marked resumable, the resolved views and data root, and the network's definition."""
+    key = settings.resume_key() | {
+        "load_size": data.transform.load_size,
+        "crop_size": data.transform.crop_size,
+        "data_root": str(data.root),
+        "definition": detector.definition,
+    }
+    return canonical_json(key)
+
+
+def extract_only(
+    detector: Detector, data: PreparedData, options: SourceOptions, settings: TrainSettings,
+    device: str,
+) -> int:  # fmt: skip
+    """Fill the feature caches of the train, held-out and test rows and stop.
+
+    Under torchrun every rank extracts its share into its own shard files; after a barrier,
+    rank 0 merges them into the caches.
+    """
+    from UniversalFakeDetect.features.cache import merge_shards
+    from UniversalFakeDetect.pipeline import feature_cache
+
+    shard = Shard.from_env()
+    if shard is not None:
+        _init_distributed(device)
+    parts = {"train": data.train_rows, "holdout": data.holdout_rows, "test": data.test_rows}
+    caches = []
+    for name, rows in parts.items():
+        train = name == "train"
+        augmentation = settings.augment if train else None
+        caches.append(
+            feature_cache(
+                detector,
+                data.root,
+                rows,
+                data.transform,
+                options,
+                device,
+                train,
+                augmentation,
+                name,
+                shard,
+            )
+        )
+    if shard is not None:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if shard.rank == 0:
+            merged = sum(merge_shards(cache) for cache in caches)
+            print(f"merged {merged} rows from {shard.world} ranks")
+        dist.barrier()
+        dist.destroy_process_group()
+    if shard is None or shard.rank == 0:
+        for name, cache in zip(parts, caches, strict=True):
+            state = "complete" if cache.complete else "INCOMPLETE"
+            size = f"{len(cache.paths)} images x {cache.views} views"
+            print(f"{name} features: {size}, {state}: {cache.folder}")
+    return 0
+
+
+def _init_distributed(device: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    # ranks wait for the slowest at the end: allow for hours of extraction
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(hours=48))
+
+
+def _tensorboard(log_dir: Path) -> tuple[Any, Any]:
     """A scalar logger writing TensorBoard events (None when tensorboard is missing)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -149,278 +253,120 @@ def _tensorboard(log_dir: Path):
     return writer, log
 
 
-def extract_only(
-    detector: Detector,
-    root: Path,
-    parts: dict[str, list],
-    transform: TransformConfig,
-    args: argparse.Namespace,
-    device: str,
-    augmentation: AugmentConfig,
-) -> int:
-    """Fill the feature caches of ``parts`` and stop (``--extract_features_only``).
-
-    Under torchrun every rank extracts its share into its own shard files; after a barrier,
-    rank 0 merges them into the caches.
-    """
-    from UniversalFakeDetect.features.cache import merge_shards
-    from UniversalFakeDetect.pipeline import feature_cache
-
-    shard = Shard.from_env()
-    distributed = shard is not None
-    if distributed:
-        import torch
-        import torch.distributed as dist
-
-        if device.startswith("cuda"):
-            torch.cuda.set_device(device)
-        # ranks wait for the slowest at the end: allow for hours of extraction
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(hours=48))
-    caches = []
-    for name, rows in parts.items():
-        train = name == "train"
-        cache = feature_cache(
-            detector, root, rows, transform, args, device, train, augmentation, name, shard
-        )
-        caches.append(cache)
-    if distributed:
-        dist.barrier()
-        if shard.rank == 0:
-            merged = sum(merge_shards(cache) for cache in caches)
-            print(f"merged {merged} rows from {shard.world} ranks")
-        dist.barrier()
-        dist.destroy_process_group()
-    if shard is None or shard.rank == 0:
-        for name, cache in zip(parts, caches, strict=True):
-            state = "complete" if cache.complete else "INCOMPLETE"
-            size = f"{len(cache.paths)} images x {cache.views} views"
-            print(f"{name} features: {size}, {state}: {cache.folder}")
-    return 0
-
-
-@dataclass
-class ResolvedOptions:
-    """The command line after presets and defaults: what a run does, before any work."""
-
-    args: argparse.Namespace
-    explicit: set[str]  # the options given on the command line
-    al_config: ALConfig | None
-    applied: list[str]  # what a preset filled in (printed)
-    is_demo: bool
-
-
-def resolve_options(argv: Sequence[str] | None) -> ResolvedOptions:
-    """Parse ``argv`` and fill in presets and defaults: the paper's active-learning presets,
-    the demo preset (named with ``--preset demo`` or implied by the embedded demo dataset:
-    both give the same run), then the general defaults. Flags given always win."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from UniversalFakeDetect import al_training  # heavy imports after parsing (--help)
-    from UniversalFakeDetect.pipeline import uses_demo
-
-    explicit = explicit_dests(parser, argv)
-    apply_preset(args, explicit)  # the paper's active-learning presets, if named
-    ignored = sorted(explicit & active_learning_only_dests(parser))
-    if ignored and not args.use_active_learning:
-        flags = ", ".join(f"--{dest}" for dest in ignored)
-        raise UserError(
-            f"{flags}: active-learning options, but this run trains normally; add "
-            "--use_active_learning (or run train_active_learning.sh)"
-        )
-    is_demo = uses_demo(args)
-    applied = []
-    demo_preset = args.preset == "demo" or (is_demo and args.preset is None)
-    if args.use_active_learning and demo_preset:
-        applied += al_training.apply_demo_active_learning(args, explicit)
-    skip = ("niter", "earlystop_epoch") if args.use_active_learning else ()
-    applied += options.apply_defaults(args, is_demo, skip=skip)
-    al_config = None
-    if args.use_active_learning:
-        try:
-            al_config = config_from_namespace(args)
-        except ConfigError as exc:
-            raise UserError(str(exc)) from exc
-    if al_config is not None:
-        args.niter, args.earlystop_epoch = al_config.niter, al_config.earlystop_epoch or 1
-    if args.name is None:
-        kind = "active_learning" if args.use_active_learning else "normal"
-        args.name = f"demo_{kind}" if is_demo else kind
-    validate_args(args)
-    return ResolvedOptions(args, explicit, al_config, applied, is_demo)
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    resolved = resolve_options(argv)
-    args, explicit, al_config = resolved.args, resolved.explicit, resolved.al_config
-    from UniversalFakeDetect import al_training
+def train_normally(
+    settings: TrainSettings, trainer: DetectorTrainer, sources: dict[str, Any],
+    data: PreparedData, header: dict[str, Any],
+) -> int:  # fmt: skip
+    """The epochs of one training round, then the tuned threshold, the test and the report."""
     from UniversalFakeDetect.checkpoint import save_checkpoint
     from UniversalFakeDetect.engine.fit import FitConfig, fit
-    from UniversalFakeDetect.engine.trainer import DetectorTrainer
-    from UniversalFakeDetect.evaluation.metrics import best_threshold
-    from UniversalFakeDetect.models.factory import backbone_input_size, create_detector
-    from UniversalFakeDetect.pipeline import (
-        augment_config,
-        build_source,
-        evaluate_and_report,
-        load_rows,
-        report_unreadable,
-        resolve_cache_views,
-        seed_everything,
-        transform_config,
-    )
 
-    if resolved.applied:
-        applied = " ".join(resolved.applied)
-        print(f"{args.preset} preset: {applied} (flags you give win)", file=sys.stderr)
-    device = options.choose_device(args.gpu_ids)
-    if Shard.from_env() is not None and device.startswith("cuda"):
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per torchrun rank
-    root, rows = load_rows(args)
-    transform = transform_config(args, root)
-    augmentation = augment_config(args)
-    views_note = resolve_cache_views(args, explicit, transform, augmentation)
-    if views_note:
-        print(views_note, file=sys.stderr)
-    train_rows, holdout_rows = split_holdout(
-        select(rows, split="train"), args.holdout_fraction, args.seed
-    )
-    test_rows = select(rows, split="val")
-    if not train_rows or not holdout_rows or not test_rows:
-        raise UserError(f"{root}: needs images in both the train and the val split")
-    if len({r.label for r in train_rows}) < 2:
-        raise UserError(f"{root}: the train split needs both real and fake images")
-    # output folders are checked before any work, not after hours of it
-    ensure_writable_dir(Path(args.checkpoints_dir) / args.name, flag="--checkpoints_dir")
-    ensure_writable_dir(Path(args.result_folder) / args.name, flag="--result_folder")
+    optim, run = settings.optim, settings.run
+    checkpoint_dir = Path(run.checkpoints_dir) / run.name
 
-    seed_everything(args.seed)
-    detector, _ = create_detector(
-        args.arch, args.weights, transform.crop_size, dropout=args.dropout,
-        fix_backbone=args.fix_backbone,
-    )  # fmt: skip
-    detector = detector.to(device)
-    image_size = backbone_input_size(resolve_arch(args.arch), args.weights, transform.crop_size)
-    print(
-        f"{args.name}: {args.arch} ({args.weights} weights"
-        f"{', frozen' if args.fix_backbone else ''}) on {root}: {len(train_rows)} train, "
-        f"{len(holdout_rows)} held out, {len(test_rows)} test images, "
-        f"{transform.load_size}->{transform.crop_size} px, {device}"
-    )
-    if args.extract_features_only:
-        parts = {"train": train_rows, "holdout": holdout_rows, "test": test_rows}
-        return extract_only(detector, root, parts, transform, args, device, augmentation)
-    train_source = build_source(
-        detector, root, train_rows, transform, args, device, True, augmentation, "train features"
-    )
-    holdout_source = build_source(
-        detector, root, holdout_rows, transform, args, device, False, desc="holdout features"
-    )
-    test_source = build_source(
-        detector, root, test_rows, transform, args, device, False, desc="test features"
-    )
-    trainer = DetectorTrainer(
-        detector,
-        train_source,
-        holdout_source,
-        lr=args.lr,
-        beta1=args.beta1,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-    )
-    checkpoint_dir = Path(args.checkpoints_dir) / args.name
-    header = {
-        "load_size": transform.load_size,
-        "crop_size": transform.crop_size,
-        "image_size_override": image_size,
-        "backbone_seed": args.seed,
-        "data_root": str(root),
-        "options": {k: str(v) for k, v in sorted(vars(args).items())},
-    }
-
-    def save(path: Path, **extra) -> None:
-        save_checkpoint(detector, path, **header, **extra)
-
-    if al_config is not None:
-        sources = {
-            "train": train_source,
-            "holdout": holdout_source,
-            "test": test_source,
-            "train_rows": train_rows,
-            "test_rows": test_rows,
-        }
-        try:
-            return al_training.run(args, al_config, trainer, sources, header)
-        except ConfigError as exc:  # e.g. a pool too small for the initial set
-            raise UserError(str(exc)) from exc
+    def save(path: Path, **extra: Any) -> None:
+        save_checkpoint(trainer.detector, path, **header, **extra)
 
     writer, log = _tensorboard(checkpoint_dir / "tensorboard")
     start = time.perf_counter()
     state = fit(
         trainer,
         FitConfig(
-            niter=args.niter,
-            seed=args.seed,
-            earlystop_epoch=args.earlystop_epoch,
-            min_lr=args.min_lr,
-            save_epoch_freq=args.save_epoch_freq,
+            niter=optim.niter,
+            seed=run.seed,
+            earlystop_epoch=optim.earlystop_epoch,
+            earlystop_metric=optim.earlystop_metric,
+            min_lr=optim.min_lr,
+            save_epoch_freq=optim.save_epoch_freq,
         ),
         checkpoint_dir,
         save,
         log,
-        resume=not args.restart,
-        run_key=json.dumps(
-            {k: header[k] for k in ("load_size", "crop_size", "backbone_seed", "data_root")}
-            | {"definition": detector.definition}
-            | {k: str(getattr(args, k)) for k in RESUME_KEYS},
-            sort_keys=True,
-        ),
+        resume=not run.restart,
+        run_key=resume_key(settings, data, trainer.detector),
     )
     if writer is not None:
         writer.close()
-    train_seconds = time.perf_counter() - start
+    info = {"train_seconds": round(time.perf_counter() - start, 1)}
+    info |= {"best_epoch": state.best_epoch, "history": state.history}
+    info["cache_views"] = header["cache_views"] if settings.model.fix_backbone else None
+    return report_normal_run(settings, trainer, sources, data, save, info)
 
-    holdout_probs = trainer.predict(holdout_source)
+
+def report_normal_run(
+    settings: TrainSettings, trainer: DetectorTrainer, sources: dict[str, Any],
+    data: PreparedData, save: Any, info: dict[str, Any],
+) -> int:  # fmt: skip
+    """Tune the threshold on the held-out images, save model_best, test and report."""
+    import numpy as np
+
+    from UniversalFakeDetect.evaluation.metrics import best_threshold
+    from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
+
+    run, model = settings.run, settings.model
+    holdout = sources["holdout"]
+    holdout_probs = trainer.predict(holdout)
     finite = np.isfinite(holdout_probs)
-    threshold = best_threshold(holdout_source.labels[finite], holdout_probs[finite])
-    best_path = checkpoint_dir / "model_best.safetensors"
-    save(best_path, threshold=threshold, best_epoch=state.best_epoch)
+    threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
+    best_path = Path(run.checkpoints_dir) / run.name / "model_best.safetensors"
+    save(best_path, threshold=threshold, best_epoch=info["best_epoch"])
     info = {
-        "name": args.name,
-        "arch": args.arch,
-        "weights": args.weights,
-        "fix_backbone": args.fix_backbone,
-        "preset": args.preset,
-        "data_root": str(root),
-        "checkpoint": str(best_path),
-        "train_images": len(train_rows),
-        "holdout_images": len(holdout_rows),
-        "best_epoch": state.best_epoch,
-        "train_seconds": round(train_seconds, 1),
+        "name": run.name, "arch": model.arch, "weights": model.weights,
+        "fix_backbone": model.fix_backbone, "preset": run.preset, "data_root": str(data.root),
+        "checkpoint": str(best_path), "train_images": len(data.train_rows),
+        "holdout_images": len(data.holdout_rows),
         "threshold_source": "holdout part of the train split",
-        "history": state.history,
-        "feature_cache": bool(args.fix_backbone and not args.no_cache),
-        "cache_views": args.cache_views if args.fix_backbone else None,
-    }
-    folder = Path(args.result_folder) / args.name
+        "feature_cache": bool(model.fix_backbone and not settings.cache.no_cache), **info,
+    }  # fmt: skip
+    folder = Path(run.result_folder) / run.name
     result = evaluate_and_report(
-        detector,
-        test_source,
-        test_rows,
-        folder,
-        info,
-        tuned_threshold=threshold,
-        training_sources={r.source for r in train_rows},
-        root=root,
-    )
-    report_unreadable([("train", train_source), ("holdout", holdout_source), ("test", test_source)])
+        trainer.detector, sources["test"], data.test_rows, folder, info,
+        tuned_threshold=threshold, training_sources={r.source for r in data.train_rows},
+        root=data.root,
+    )  # fmt: skip
+    report_unreadable([(name, sources[name]) for name in ("train", "holdout", "test")])
     seen = result.summary.get("mean_ap_seen")
     if seen is not None:
         print(f"mean AP over generators seen in training: {100 * seen:.2f}")
     print(f"results written to {folder} (metrics.json, metrics.csv, ap.txt, acc.txt, plots)")
     print(f"checkpoint: {best_path}")
     return 0
+
+
+def run_training(settings: TrainSettings) -> int:
+    """Everything after parsing: data, detector, sources, then normal or active learning."""
+    from UniversalFakeDetect import al_training
+    from UniversalFakeDetect.engine.trainer import DetectorTrainer
+    from UniversalFakeDetect.pipeline import SourceOptions, resolve_cache_views
+
+    check_combinations(settings)
+    if settings.applied:
+        applied = " ".join(settings.applied)
+        print(f"{settings.run.preset} preset: {applied} (flags you give win)", file=sys.stderr)
+    device = choose_run_device(settings)
+    data = prepare_data(settings)
+    views, views_note = resolve_cache_views(settings, data.transform)
+    if views_note:
+        print(views_note, file=sys.stderr)
+    detector = build_detector(settings, data, device)
+    options = SourceOptions.for_training(settings, views)
+    if settings.cache.extract_features_only:
+        return extract_only(detector, data, options, settings, device)
+    sources = build_sources(detector, data, options, settings, device)
+    optim = settings.optim
+    trainer = DetectorTrainer(
+        detector, sources["train"], sources["holdout"], lr=optim.lr, beta1=optim.beta1,
+        weight_decay=optim.weight_decay, batch_size=optim.batch_size,
+    )  # fmt: skip
+    header = checkpoint_header(settings, data, detector) | {"cache_views": views}
+    if settings.active_learning is not None:
+        return al_training.run(settings, trainer, sources, header)
+    return train_normally(settings, trainer, sources, data, header)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_training(parse_train_args(argv, __doc__))
 
 
 if __name__ == "__main__":

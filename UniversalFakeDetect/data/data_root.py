@@ -9,8 +9,7 @@ from pathlib import Path
 from datagen.demo import ensure_demo_dataset
 from datagen.manifest import MANIFEST_NAME
 from rfd_common.errors import UserError
-
-DATA_ROOT_ENV = "RFD_DATA_ROOT"
+from UniversalFakeDetect.config import DATA_ROOT_ENV
 
 
 def resolve_data_root(data_root: str | Path | None, flag: str = "--data_root") -> Path:

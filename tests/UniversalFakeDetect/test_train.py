@@ -61,7 +61,7 @@ def test_trains_tests_and_writes_results(tiny_root: Path, tmp_path: Path, capsys
         (["--beta1", "1.5"], "--beta1 1.5: must be in [0, 1)"),
         (["--weight_decay", "-1"], "--weight_decay -1.0: must be 0 or more"),
         (["--holdout_fraction", "0"], "the held-out images pick the best epoch"),
-        (["--cropSize", "0"], "--loadSize/--cropSize: must be at least 1"),
+        (["--cropSize", "0"], "--cropSize 0: must be at least 1"),
         (["--acq_func", "9", "--query", "5"], "--acq_func, --query: active-learning options"),
     ],
 )
@@ -184,21 +184,6 @@ def test_train_split_with_one_class_is_refused(tiny_root: Path, tmp_path: Path, 
     write_manifest(rows, root)
     assert run_train(tmp_path, "--data_root", str(root), "--niter", "1") == 2
     assert "the train split needs both real and fake images" in capsys.readouterr().err
-
-
-def test_named_demo_preset_is_the_implicit_demo(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--preset demo`` resolves to exactly the options the embedded demo implies, with and
-    without active learning (the comparison is between two runs' resolved options)."""
-    monkeypatch.delenv("RFD_DATA_ROOT", raising=False)
-    for base in ([], ["--use_active_learning"]):
-        implicit = train.resolve_options(base)
-        named = train.resolve_options([*base, "--preset", "demo"])
-        assert implicit.is_demo and named.is_demo
-        assert vars(named.args) == vars(implicit.args)
-        assert named.al_config == implicit.al_config
-        assert named.args.preset == "demo"
-    al = train.resolve_options(["--use_active_learning", "--preset", "demo"])
-    assert al.al_config is not None and al.al_config.query == 150  # the demo's, not the default
 
 
 def test_frozen_backbone_caches_augmented_views_unless_told_not_to(
