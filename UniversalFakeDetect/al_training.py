@@ -101,6 +101,58 @@ class PoolLearner:
         return self._unreadable[indices]
 
 
+def _report_unreadable_pool(result: LoopResult, train_rows: list) -> list[str]:
+    unreadable = [train_rows[i].path for i in result.unreadable.tolist()]
+    if unreadable:
+        print(
+            f"[{result.strategy}] left {len(unreadable)} unreadable pool images out: "
+            + ", ".join(unreadable[:5])
+            + (", ..." if len(unreadable) > 5 else ""),
+            file=sys.stderr,
+        )
+    return unreadable
+
+
+def evaluate_final_detector(
+    settings: TrainSettings, trainer: DetectorTrainer, sources: dict[str, Any],
+    header: dict[str, Any], result: LoopResult,
+) -> None:  # fmt: skip
+    """After a strategy's loop: tune the threshold on the held-out images (as normal training
+    does), save the detector, test it on every source and write the report."""
+    config, run_settings, model = settings.active_learning, settings.run, settings.model
+    assert config is not None
+    train_rows = sources["train_rows"]
+    folder = Path(run_settings.result_folder) / run_settings.name
+    strategy_folder = result.state_path.parent if result.state_path else folder
+    unreadable = _report_unreadable_pool(result, train_rows)
+    holdout = sources["holdout"]
+    holdout_probs = trainer.predict(holdout)
+    finite = np.isfinite(holdout_probs)
+    threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
+    checkpoint_dir = Path(run_settings.checkpoints_dir) / run_settings.name
+    path = save_checkpoint(
+        trainer.detector, checkpoint_dir / f"{result.strategy}.safetensors",
+        threshold=threshold, **header,
+    )  # fmt: skip
+    info = {
+        "name": run_settings.name, "strategy": result.strategy, "arch": model.arch,
+        "weights": model.weights, "fix_backbone": model.fix_backbone, "checkpoint": str(path),
+        "active_learning": config.to_dict(), "simulation_only": config.simulation_only,
+        "true_label_uses": config.true_label_uses, "labelled_images": len(result.labelled),
+        "pool_images": len(train_rows), "unreadable_pool_images": len(unreadable),
+        "unreadable_pool_paths": unreadable,
+    }  # fmt: skip
+    summary = evaluate_and_report(
+        trainer.detector, sources["test"], sources["test_rows"], strategy_folder, info,
+        tuned_threshold=threshold, training_sources={r.source for r in train_rows},
+        root=Path(header["data_root"]),
+    ).summary  # fmt: skip
+    seen = summary.get("mean_ap_seen")
+    if seen is not None:
+        print(f"[{result.strategy}] mean AP over generators seen in training: {100 * seen:.2f}")
+    print(f"[{result.strategy}] results written to {strategy_folder}")
+
+
 def run(
     settings: TrainSettings,
     trainer: DetectorTrainer,
@@ -111,70 +163,16 @@ def run(
 
     ``sources``: ``train``, ``holdout`` and ``test`` batch sources, ``train_rows``, ``test_rows``.
     """
-    config, run_settings, model = settings.active_learning, settings.run, settings.model
+    config, run_settings = settings.active_learning, settings.run
     assert config is not None
-    train_rows, test_rows = sources["train_rows"], sources["test_rows"]
-    labels = np.array([r.label for r in train_rows])
+    labels = np.array([r.label for r in sources["train_rows"]])
     folder = Path(run_settings.result_folder) / run_settings.name
-    checkpoint_dir = Path(run_settings.checkpoints_dir) / run_settings.name
     if config.simulation_only:
-        print(
-            "simulation: "
-            + "; ".join(config.true_label_uses)
-            + " (pass --label_free to use predicted labels)",
-            file=sys.stderr,
-        )
+        uses = "; ".join(config.true_label_uses)
+        print(f"simulation: {uses} (pass --label_free to use predicted labels)", file=sys.stderr)
 
     def on_finish(result: LoopResult, _learner: Learner) -> None:  # uses `trainer` directly
-        strategy_folder = result.state_path.parent if result.state_path else folder
-        unreadable = [train_rows[i].path for i in result.unreadable.tolist()]
-        if unreadable:
-            print(
-                f"[{result.strategy}] left {len(unreadable)} unreadable pool images out: "
-                + ", ".join(unreadable[:5])
-                + (", ..." if len(unreadable) > 5 else ""),
-                file=sys.stderr,
-            )
-        # the decision threshold is tuned on the held-out images, as for normal training
-        holdout = sources["holdout"]
-        holdout_probs = trainer.predict(holdout)
-        finite = np.isfinite(holdout_probs)
-        threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
-        path = save_checkpoint(
-            trainer.detector,
-            checkpoint_dir / f"{result.strategy}.safetensors",
-            threshold=threshold,
-            **header,
-        )
-        info = {
-            "name": run_settings.name,
-            "strategy": result.strategy,
-            "arch": model.arch,
-            "weights": model.weights,
-            "fix_backbone": model.fix_backbone,
-            "checkpoint": str(path),
-            "active_learning": config.to_dict(),
-            "simulation_only": config.simulation_only,
-            "true_label_uses": config.true_label_uses,
-            "labelled_images": len(result.labelled),
-            "pool_images": len(train_rows),
-            "unreadable_pool_images": len(unreadable),
-            "unreadable_pool_paths": unreadable,
-        }
-        summary = evaluate_and_report(
-            trainer.detector,
-            sources["test"],
-            test_rows,
-            strategy_folder,
-            info,
-            tuned_threshold=threshold,
-            training_sources={r.source for r in train_rows},
-            root=Path(header["data_root"]),
-        ).summary
-        seen = summary.get("mean_ap_seen")
-        if seen is not None:
-            print(f"[{result.strategy}] mean AP over generators seen in training: {100 * seen:.2f}")
-        print(f"[{result.strategy}] results written to {strategy_folder}")
+        evaluate_final_detector(settings, trainer, sources, header, result)
 
     learner = PoolLearner(trainer)
     run_loop(learner, labels, config, folder, on_finish=on_finish, resume=not run_settings.restart)

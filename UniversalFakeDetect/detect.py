@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from datagen.readers import walk_images
 from rfd_common.errors import UserError, exit_on_user_error
@@ -126,15 +127,8 @@ def _render(results: list[dict], suffix: str) -> str:
     return buffer.getvalue()
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch  # heavy imports after parsing, so --help stays fast
-
-    from UniversalFakeDetect.checkpoint import load_detector
-    from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
-    from UniversalFakeDetect.data.transforms import TransformConfig, eval_view
-
+def check_args(args: argparse.Namespace) -> None:
+    """One message for the first impossible flag value, before any model work."""
     if args.output is not None and args.output.suffix.lower() not in (".json", ".csv"):
         raise UserError(f"--output {args.output}: use a .json or .csv file name")
     if args.output is not None:
@@ -144,6 +138,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag, size in (("--loadSize", args.load_size), ("--cropSize", args.crop_size)):
         if size is not None and size < 1:
             raise UserError(f"{flag} {size}: must be at least 1")
+
+
+def _unreadable(path: Path, reason: str) -> dict:
+    print(f"not scored: {path}: cannot read it as an image ({reason})", file=sys.stderr)
+    return {"path": str(path), "prob_fake": None, "verdict": "unreadable", "error": reason}
+
+
+def score_images(
+    detector: Any, images: Sequence[Path], transform: Any, threshold: float, batch_size: int,
+    device: str,
+) -> list[dict]:  # fmt: skip
+    """One result per image, in order: P(fake) and the verdict, or why it was not scored."""
+    import torch
+
+    from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
+    from UniversalFakeDetect.data.transforms import eval_view
+
+    results: list[dict] = []
+    for start in range(0, len(images), batch_size):
+        batch, paths = [], []
+        for path in images[start : start + batch_size]:
+            try:
+                batch.append(eval_view(read_image(path), transform))
+                paths.append(path)
+            except UnreadableImageError as exc:
+                results.append(_unreadable(path, exc.reason))
+        if not batch:
+            continue
+        with torch.no_grad():
+            probs = torch.sigmoid(detector(torch.stack(batch).to(device))).cpu().tolist()
+        for path, prob in zip(paths, probs, strict=True):
+            verdict = "fake" if prob >= threshold else "real"
+            results.append(
+                {"path": str(path), "prob_fake": round(prob, 6), "verdict": verdict, "error": None}
+            )
+            print(f"{prob:.4f}  {verdict:4s}  {path}")
+    return results
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from UniversalFakeDetect.checkpoint import load_detector
+    from UniversalFakeDetect.data.transforms import TransformConfig
+
+    check_args(args)
     images, passed_over = collect_images(args.inputs)
     if passed_over:
         print(
@@ -158,47 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     threshold = _threshold(args.threshold, header)
     transform = TransformConfig(
-        args.load_size or header["load_size"],
-        args.crop_size or header["crop_size"],
-        flip=False,
-        resize=not args.no_resize,
-    )
+        args.load_size or header["load_size"], args.crop_size or header["crop_size"],
+        flip=False, resize=not args.no_resize,
+    )  # fmt: skip
     if transform.resize and transform.crop_size > transform.load_size:
         raise UserError(
             f"--cropSize {transform.crop_size}: larger than --loadSize {transform.load_size}"
         )
-    results: list[dict] = []
-    skipped = 0
-    for start in range(0, len(images), args.batch_size):
-        batch, paths = [], []
-        for path in images[start : start + args.batch_size]:
-            try:
-                batch.append(eval_view(read_image(path), transform))
-                paths.append(path)
-            except UnreadableImageError as exc:
-                print(
-                    f"not scored: {path}: cannot read it as an image ({exc.reason})",
-                    file=sys.stderr,
-                )
-                results.append(
-                    {
-                        "path": str(path),
-                        "prob_fake": None,
-                        "verdict": "unreadable",
-                        "error": exc.reason,
-                    }
-                )
-                skipped += 1
-        if not batch:
-            continue
-        with torch.no_grad():
-            probs = torch.sigmoid(detector(torch.stack(batch).to(device))).cpu().tolist()
-        for path, prob in zip(paths, probs, strict=True):
-            verdict = "fake" if prob >= threshold else "real"
-            results.append(
-                {"path": str(path), "prob_fake": round(prob, 6), "verdict": verdict, "error": None}
-            )
-            print(f"{prob:.4f}  {verdict:4s}  {path}")
+    results = score_images(detector, images, transform, threshold, args.batch_size, device)
+    skipped = sum(r["verdict"] == "unreadable" for r in results)
     scored = len(results) - skipped
     print(
         f"{scored} images scored with {ckpt} (threshold {threshold:.3f})"

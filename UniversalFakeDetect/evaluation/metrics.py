@@ -126,6 +126,77 @@ def _both_classes(labels: np.ndarray) -> bool:
     return bool(labels.size) and labels.min() != labels.max()
 
 
+def _decided(
+    probs: np.ndarray, labels: np.ndarray, threshold: float, decisions: Sequence[int] | None
+) -> np.ndarray:
+    """The 0/1 decision per row: ``probs >= threshold``, or the ``decisions`` given."""
+    if decisions is None:
+        return (probs >= threshold).astype(int)
+    decided = np.asarray(decisions, dtype=int)
+    if decided.shape != labels.shape or not np.isin(decided, (REAL, FAKE)).all():
+        raise ValueError(f"decisions must be {len(labels)} values of 0 or 1")
+    return decided
+
+
+def _source_metrics(
+    source: str, rows: Sequence[ManifestRow], mask: np.ndarray, labels: np.ndarray,
+    probs: np.ndarray, decided: np.ndarray, tuned_threshold: float | None,
+    training_sources: set[str] | None,
+) -> SourceMetrics:  # fmt: skip
+    """One source's row: accuracy, and for a generator AP and ROC-AUC against all reals."""
+    label = int(labels[mask][0])
+    family = next(r.family for r in rows if r.source == source) or (
+        "real" if label == REAL else "unknown"
+    )
+    metrics = SourceMetrics(
+        source=source,
+        family=family,
+        label=label,
+        images=int(mask.sum()),
+        accuracy=float((decided[mask] == labels[mask]).mean()),
+        seen_in_training=None if training_sources is None else source in training_sources,
+    )
+    if tuned_threshold is not None:
+        tuned = (probs[mask] >= tuned_threshold).astype(int)
+        metrics.best_threshold_accuracy = float((tuned == labels[mask]).mean())
+    real_mask = labels == REAL
+    if label == FAKE and real_mask.any():
+        pooled = mask | real_mask
+        metrics.ap = float(average_precision_score(labels[pooled], probs[pooled]))
+        metrics.roc_auc = float(roc_auc_score(labels[pooled], probs[pooled]))
+    return metrics
+
+
+def _summary(
+    results: list[SourceMetrics], labels: np.ndarray, probs: np.ndarray, decided: np.ndarray,
+    threshold: float, tuned_threshold: float | None, training_sources: set[str] | None,
+) -> dict[str, float | int | None]:  # fmt: skip
+    """The overall numbers: accuracies, means over generators, pooled AP/AUC, ECE."""
+    generators = [m for m in results if m.label == FAKE and m.ap is not None]
+    both = _both_classes(labels)
+    summary: dict[str, float | int | None] = {
+        "images": len(labels),
+        "accuracy": float((decided == labels).mean()),
+        "real_accuracy": _mean([m.accuracy for m in results if m.label == REAL]),
+        "fake_accuracy": _mean([m.accuracy for m in results if m.label == FAKE]),
+        "mean_source_accuracy": _mean([m.accuracy for m in results]),
+        "mean_ap": _mean([m.ap for m in generators]),
+        "mean_roc_auc": _mean([m.roc_auc for m in generators]),
+        "ap": float(average_precision_score(labels, probs)) if both else None,
+        "roc_auc": float(roc_auc_score(labels, probs)) if both else None,
+        "ece": expected_calibration_error(labels, probs),
+        "threshold": threshold,
+        "tuned_threshold": tuned_threshold,
+    }
+    if training_sources is not None:
+        summary["mean_ap_seen"] = _mean([m.ap for m in generators if m.seen_in_training])
+        summary["mean_ap_unseen"] = _mean([m.ap for m in generators if not m.seen_in_training])
+    if tuned_threshold is not None:
+        tuned = (probs >= tuned_threshold).astype(int)
+        summary["best_threshold_accuracy"] = float((tuned == labels).mean())
+    return summary
+
+
 def evaluate_predictions(
     rows: Sequence[ManifestRow],
     probs: Sequence[float],
@@ -146,60 +217,23 @@ def evaluate_predictions(
     sources = np.array([r.source for r in rows])
     if len(rows) != len(probs_arr):
         raise ValueError(f"{len(rows)} rows but {len(probs_arr)} probabilities")
-    if decisions is None:
-        decided = (probs_arr >= threshold).astype(int)
-    else:
-        decided = np.asarray(decisions, dtype=int)
-        if decided.shape != labels.shape or not np.isin(decided, (REAL, FAKE)).all():
-            raise ValueError(f"decisions must be {len(rows)} values of 0 or 1")
-    real_mask = labels == REAL
-    results = []
-    for source in sorted(set(sources.tolist())):
-        mask = sources == source
-        label = int(labels[mask][0])
-        family = next(r.family for r in rows if r.source == source) or (
-            "real" if label == REAL else "unknown"
+    decided = _decided(probs_arr, labels, threshold, decisions)
+    results = [
+        _source_metrics(
+            source,
+            rows,
+            sources == source,
+            labels,
+            probs_arr,
+            decided,
+            tuned_threshold,
+            training_sources,
         )
-        predictions = decided[mask]
-        metrics = SourceMetrics(
-            source=source,
-            family=family,
-            label=label,
-            images=int(mask.sum()),
-            accuracy=float((predictions == labels[mask]).mean()),
-            seen_in_training=None if training_sources is None else source in training_sources,
-        )
-        if tuned_threshold is not None:
-            tuned = (probs_arr[mask] >= tuned_threshold).astype(int)
-            metrics.best_threshold_accuracy = float((tuned == labels[mask]).mean())
-        if label == FAKE and real_mask.any():
-            pooled = mask | real_mask
-            metrics.ap = float(average_precision_score(labels[pooled], probs_arr[pooled]))
-            metrics.roc_auc = float(roc_auc_score(labels[pooled], probs_arr[pooled]))
-        results.append(metrics)
-
-    generators = [m for m in results if m.label == FAKE and m.ap is not None]
-    summary: dict[str, float | int | None] = {
-        "images": len(rows),
-        "accuracy": float((decided == labels).mean()),
-        "real_accuracy": _mean([m.accuracy for m in results if m.label == REAL]),
-        "fake_accuracy": _mean([m.accuracy for m in results if m.label == FAKE]),
-        "mean_source_accuracy": _mean([m.accuracy for m in results]),
-        "mean_ap": _mean([m.ap for m in generators]),
-        "mean_roc_auc": _mean([m.roc_auc for m in generators]),
-        "ap": float(average_precision_score(labels, probs_arr)) if _both_classes(labels) else None,
-        "roc_auc": float(roc_auc_score(labels, probs_arr)) if _both_classes(labels) else None,
-        "ece": expected_calibration_error(labels, probs_arr),
-        "threshold": threshold,
-        "tuned_threshold": tuned_threshold,
-    }
-    if training_sources is not None:
-        summary["mean_ap_seen"] = _mean([m.ap for m in generators if m.seen_in_training])
-        summary["mean_ap_unseen"] = _mean([m.ap for m in generators if not m.seen_in_training])
-    if tuned_threshold is not None:
-        summary["best_threshold_accuracy"] = float(
-            ((probs_arr >= tuned_threshold).astype(int) == labels).mean()
-        )
+        for source in sorted(set(sources.tolist()))
+    ]
+    summary = _summary(
+        results, labels, probs_arr, decided, threshold, tuned_threshold, training_sources
+    )
     return EvaluationResult(sources=results, summary=summary)
 
 
