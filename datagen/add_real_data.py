@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from datagen.build_cli import (
     add_common_arguments,
@@ -47,6 +48,10 @@ from datagen.catalog import (
     select_real_sources,
 )
 from rfd_common.errors import UserError, exit_on_user_error
+
+if TYPE_CHECKING:
+    from datagen.preprocess import Preprocessing
+    from datagen.real_sets.build import RealOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,34 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(
-    args: argparse.Namespace,
-    kaggle: object | None = None,
-    catalog: Sequence[RealSource] = REAL_SOURCES,
-) -> int:
-    """Build the chosen sources; ``kaggle`` replaces the real Kaggle client, ``catalog`` the
-    built-in table (the ``hf`` kind's Hub is chosen by --endpoint).
-
-    Everything the requested sources need (imports, credentials, local files) is checked
-    first, in a dry run too: all problems in one :class:`UserError`, before any download.
-    """
-    from datagen.convert import ConversionPool
-    from datagen.dataset_root import DatasetRoot
-    from datagen.download import Downloader
-    from datagen.real_sets.build import (
-        RealOptions,
-        build_real_source,
-        check_sources,
-        describe_plan,
-        format_problems,
-        import_kaggle_subset,
-    )
+def _real_options(args: argparse.Namespace) -> RealOptions:
+    """The options of every real source, from the command line."""
+    from datagen.real_sets.build import RealOptions
     from datagen.real_sets.cc3m import Cc3mOptions
-    from datagen.real_sets.kaggle import KaggleApiClient
 
-    prep = preprocessing_from_args(args)
-    sources, subset = select_real_sources(args.sources, catalog)
-    options = RealOptions(
+    return RealOptions(
         max_images=args.max_images_per_source,
         keep_archives=args.keep_archives,
         progress=not args.quiet,
@@ -142,16 +125,43 @@ def run(
         endpoint=args.endpoint,
         max_member_bytes=args.max_member_bytes,
     )
-    problems = check_sources(sources, subset, options, kaggle_given=kaggle is not None)
+
+
+def _problems(
+    args: argparse.Namespace,
+    prep: Preprocessing,
+    sources: list[RealSource],
+    subset: bool,
+    options: RealOptions,
+    kaggle_given: bool,
+) -> list[str]:
+    """Everything that would stop the run: the sources' needs, the folder's settings."""
+    from datagen.dataset_root import DatasetRoot
+    from datagen.real_sets.build import check_sources
+
+    problems = check_sources(sources, subset, options, kaggle_given=kaggle_given)
     settings = DatasetRoot(args.local_dataset_path, prep, args.scratch_dir).settings_problem()
     if settings is not None:
         problems.append(settings)
-    if args.dry_run:
-        print(describe_plan(sources, subset, options))
-    if problems:
-        raise UserError(format_problems(problems))
-    if args.dry_run:
-        return 0
+    return problems
+
+
+def _build_all(
+    args: argparse.Namespace,
+    prep: Preprocessing,
+    sources: list[RealSource],
+    subset: bool,
+    options: RealOptions,
+    kaggle: object | None,
+    catalog: Sequence[RealSource],
+) -> None:
+    """Build every source (then the Kaggle subset, if asked) and print the summary."""
+    from datagen.convert import ConversionPool
+    from datagen.dataset_root import DatasetRoot
+    from datagen.download import Downloader
+    from datagen.real_sets.build import build_real_source, import_kaggle_subset
+    from datagen.real_sets.kaggle import KaggleApiClient
+
     client = kaggle if kaggle is not None else KaggleApiClient()
     downloader = Downloader(retries=args.retries, progress=not args.quiet)
     reports = []
@@ -168,6 +178,32 @@ def run(
             reports += import_kaggle_subset(root, pool, downloader, client, labels, options)  # type: ignore[arg-type]
         root.prune_scratch()
         print(format_summary(reports, root, downloader.meter.peak, downloader.bytes_downloaded))
+
+
+def run(
+    args: argparse.Namespace,
+    kaggle: object | None = None,
+    catalog: Sequence[RealSource] = REAL_SOURCES,
+) -> int:
+    """Build the chosen sources; ``kaggle`` replaces the real Kaggle client, ``catalog`` the
+    built-in table (the ``hf`` kind's Hub is chosen by --endpoint).
+
+    Everything the requested sources need (imports, credentials, local files) is checked
+    first, in a dry run too: all problems in one :class:`UserError`, before any download.
+    """
+    from datagen.real_sets.build import describe_plan, format_problems
+
+    prep = preprocessing_from_args(args)
+    sources, subset = select_real_sources(args.sources, catalog)
+    options = _real_options(args)
+    problems = _problems(args, prep, sources, subset, options, kaggle_given=kaggle is not None)
+    if args.dry_run:
+        print(describe_plan(sources, subset, options))
+    if problems:
+        raise UserError(format_problems(problems))
+    if args.dry_run:
+        return 0
+    _build_all(args, prep, sources, subset, options, kaggle, catalog)
     return 0
 
 

@@ -41,7 +41,15 @@ non_negative_int = _int_at_least(0, "0 or more")
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Dataset folder, limits, processes, scratch, preprocessing and output flags."""
-    defaults = Preprocessing()
+    _add_folder_and_limit_arguments(parser)
+    _add_download_arguments(parser)
+    _add_preprocessing_arguments(parser)
+    _add_member_limit_argument(parser)
+    _add_output_arguments(parser)
+
+
+def _add_folder_and_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the dataset goes, how many images per leaf, how many conversion processes."""
     parser.add_argument(
         "--local_dataset_path",
         type=Path,
@@ -59,6 +67,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"conversion processes (default: the available cores, here {default_workers()})",
     )
+
+
+def _add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    """What happens to downloaded archives, where they go, how often a download is retried."""
     parser.add_argument(
         "--keep_archives",
         action="store_true",
@@ -75,6 +87,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=5,
         help="extra attempts per download after a network error (default 5)",
     )
+
+
+def _add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The one conversion every image goes through (see :func:`preprocessing_from_args`)."""
+    defaults = Preprocessing()
     parser.add_argument(
         "--image_size", type=positive_int, default=defaults.size, help="output side (default 256)"
     )
@@ -103,6 +120,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"JPEG chroma subsampling (default {defaults.subsampling}); recorded in dataset.json "
         "like every setting, which a dataset folder keeps for all its images",
     )
+
+
+def _add_member_limit_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max_member_bytes",
         type=positive_int,
@@ -110,6 +130,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip unread, and count, archive members larger than this many bytes "
         f"(default {MAX_MEMBER_BYTES} = {MAX_MEMBER_BYTES >> 20} MiB; a source image is a few MB)",
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry_run", action="store_true", help="print the plan, fetch nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

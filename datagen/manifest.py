@@ -11,7 +11,7 @@ import csv
 import io
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rfd_common.errors import UserError
@@ -134,12 +134,8 @@ def _parse_label(text: str) -> int:
     return int(text) if digits.isascii() and digits.isdigit() else -1
 
 
-def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
-    """Read and validate ``path`` (a manifest file, or a dataset folder holding one).
-
-    With ``check_files`` every listed image must exist under the manifest's folder.
-    Raises :class:`ManifestError` naming the file and the first offending lines.
-    """
+def _manifest_file(path: Path) -> Path:
+    """The manifest file ``path`` names (itself, or the manifest of a folder); it must exist."""
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
@@ -148,14 +144,21 @@ def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
             f"{path}: manifest not found; build one with `python -m datagen.build_manifest` "
             "or generate the demo dataset with `python -m datagen.make_demo_dataset`"
         )
+    return path
+
+
+def _read_text(path: Path) -> str:
     try:
         # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the first column.
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from exc
-    reader = csv.DictReader(io.StringIO(text))
+
+
+def _check_header(reader: csv.DictReader, path: Path) -> None:
+    """Every required column, no unknown or repeated one; else :class:`ManifestError`."""
     try:
         header = reader.fieldnames or []
     except csv.Error as exc:
@@ -172,10 +175,35 @@ def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise ManifestError(f"{path}: line 1: repeated column(s) {', '.join(repeated)}")
-    rows: list[ManifestRow] = []
-    lines: list[int] = []
-    raw_labels: list[str] = []
-    problems: list[tuple[int, str]] = []
+
+
+@dataclass
+class _ParsedRecords:
+    """The rows of a manifest file, each with its line and label as written; malformed lines."""
+
+    rows: list[ManifestRow] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    raw_labels: list[str] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, record: dict[str, str], line: int) -> None:
+        family = (record.get("family") or "").strip() or None
+        self.rows.append(
+            ManifestRow(
+                path=record["path"].strip(),
+                label=_parse_label(record["label"]),
+                source=record["source"].strip(),
+                split=record["split"].strip(),
+                family=family,
+            )
+        )
+        self.lines.append(line)
+        self.raw_labels.append(record["label"].strip())
+
+
+def _parse_records(reader: csv.DictReader, path: Path) -> _ParsedRecords:
+    """Every record after the header; a CSV syntax error raises :class:`ManifestError`."""
+    parsed = _ParsedRecords()
     records = iter(reader)
     while True:
         try:
@@ -187,25 +215,28 @@ def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
         # DictReader skips blank lines, so count lines with the reader, not by enumeration.
         line = reader.line_num
         if None in record or any(value is None for value in record.values()):
-            problems.append((line, "wrong number of fields"))
+            parsed.problems.append((line, "wrong number of fields"))
             continue
-        family = (record.get("family") or "").strip() or None
-        rows.append(
-            ManifestRow(
-                path=record["path"].strip(),
-                label=_parse_label(record["label"]),
-                source=record["source"].strip(),
-                split=record["split"].strip(),
-                family=family,
-            )
-        )
-        lines.append(line)
-        raw_labels.append(record["label"].strip())
+        parsed.add(record, line)
+    return parsed
+
+
+def read_manifest(path: Path, check_files: bool = True) -> list[ManifestRow]:
+    """Read and validate ``path`` (a manifest file, or a dataset folder holding one).
+
+    With ``check_files`` every listed image must exist under the manifest's folder.
+    Raises :class:`ManifestError` naming the file and the first offending lines.
+    """
+    path = _manifest_file(path)
+    reader = csv.DictReader(io.StringIO(_read_text(path)))
+    _check_header(reader, path)
+    parsed = _parse_records(reader, path)
     root = path.parent if check_files else None
-    problems += _rows_problems(rows, root, lines=lines, raw_labels=raw_labels)
+    problems = parsed.problems
+    problems += _rows_problems(parsed.rows, root, lines=parsed.lines, raw_labels=parsed.raw_labels)
     problems.sort(key=lambda item: item[0])
     _raise_if_problems([f"line {line}: {problem}" for line, problem in problems], str(path))
-    return rows
+    return parsed.rows
 
 
 def format_manifest(rows: Iterable[ManifestRow]) -> str:

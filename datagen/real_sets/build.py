@@ -14,6 +14,8 @@ key is reported at once rather than after hours of CC3M.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -35,7 +37,7 @@ from datagen.real_sets.cc3m import (
     is_url,
     read_urls,
 )
-from datagen.real_sets.hf import HfFiles, HubDatasetFiles, convert_hf_dataset
+from datagen.real_sets.hf import HubDatasetFiles, convert_hf_dataset
 from datagen.real_sets.kaggle import KaggleClient, kaggle_problems
 from datagen.real_sets.zips import convert_zip, image_members, open_zip
 from datagen.source_writer import OUTSIDE, SourceReport, SourceWriter
@@ -186,25 +188,11 @@ def _local_or_fetched(origin: str, folder: Path, downloader: Downloader, flag: s
     return path
 
 
-def build_real_source(
-    source: RealSource,
-    root: DatasetRoot,
-    pool: ConversionPool,
-    downloader: Downloader,
-    kaggle: KaggleClient | None,
-    options: RealOptions,
-    hf: HfFiles | None = None,
-) -> SourceReport:
-    """Build one real source into ``root`` and commit its rows.
-
-    ``kaggle``/``hf``: the clients for the ``kaggle`` and ``hf`` kinds (``hf`` None: the
-    Hub at ``options.endpoint``).
-    """
-    report = SourceReport(source.name, source.split, source.label)
-    origin = options.origins.get(source.name, source.origin)
-    prefixes = source.prefixes()
-    cap = _cap(source.images, options.max_images)
-    key = json_digest(
+def _source_key(
+    source: RealSource, origin: str, cap: int | None, root: DatasetRoot, options: RealOptions
+) -> str:
+    """What a finished source was built from; a change means it must be built again."""
+    return json_digest(
         {
             "name": source.name,
             "kind": source.kind,
@@ -214,80 +202,174 @@ def build_real_source(
             **_limits(options),
         }
     )
-    if root.is_done(source.name, key, prefixes):
-        report.already_done = True
-        report.images[source.leaf] = len(root.rows_under(prefixes))
-        return report
+
+
+def _count_if_done(
+    root: DatasetRoot,
+    unit: str,
+    key: str,
+    prefixes: tuple[str, ...],
+    report: SourceReport,
+    leaf: str,
+) -> bool:
+    """Whether ``unit`` is already built from ``key``; if so, its images are counted."""
+    if not root.is_done(unit, key, prefixes):
+        return False
+    report.already_done = True
+    report.images[leaf] = len(root.rows_under(prefixes))
+    return True
+
+
+def _begin(root: DatasetRoot, unit: str, prefixes: tuple[str, ...]) -> bool:
+    """Start (or restart) ``unit``: its half-written files go; True when its images were deleted."""
     root.remove_temporaries(prefixes)
-    redone = root.begin(source.name, prefixes)
-    description: dict = {}
-    scratch = root.scratch / source.name
-    bar = tqdm(
-        total=cap, desc=f"{source.split}/{source.name}", unit="img", disable=not options.progress
-    )
-    writer = SourceWriter(
-        root.root, pool, report, {source.leaf: source.leaf_dir()}, source.family, cap, bar
-    )
+    return root.begin(unit, prefixes)
+
+
+@contextmanager
+def _writing(
+    root: DatasetRoot,
+    pool: ConversionPool,
+    report: SourceReport,
+    leaf_dirs: dict[str, str],
+    family: str,
+    cap: int | None,
+    *,
+    total: int | None,
+    desc: str,
+    progress: bool,
+) -> Iterator[SourceWriter]:
+    """A :class:`SourceWriter` with its progress bar (``total``, ``desc``), closed at the end."""
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress)
+    writer = SourceWriter(root.root, pool, report, leaf_dirs, family, cap, bar)
     try:
-        if source.kind == "kaggle":
-            if kaggle is None:
-                raise UserError(f"{source.name}: no Kaggle client")
-            zip_path = fetch_kaggle(origin, scratch, kaggle, downloader)
-            convert_zip(zip_path, writer, source.leaf, max_member_bytes=options.max_member_bytes)
-        elif source.kind == "url":
-            zip_path = _local_or_fetched(origin, scratch, downloader, _origin_flag(source))
-            convert_zip(zip_path, writer, source.leaf, max_member_bytes=options.max_member_bytes)
-        elif source.kind == "hf":
-            files = hf if hf is not None else HubDatasetFiles(options.endpoint)
-            description["commit"] = convert_hf_dataset(
-                origin,
-                files,
-                downloader,
-                scratch,
-                writer,
-                source.leaf,
-                options.keep_archives,
-                options.max_member_bytes,
-            )
-        elif source.kind == "cc3m":
-            tsv = _local_or_fetched(origin, scratch / "tsv", downloader, _origin_flag(source))
-            chunks_key = json_digest({"tsv": origin, "preprocessing": _comparable_prep(root)})
-            log_path = root.work / "state" / f"{source.name}.chunks.json"
-            if redone:  # its images were deleted: so is the record of chunks done
-                log_path.unlink(missing_ok=True)
-            log = ChunkLog(log_path, chunks_key)
-            build_cc3m(
-                read_urls(tsv),
-                source.leaf,
-                writer,
-                scratch,
-                log,
-                options.cc3m,
-                options.keep_archives,
-                quiet=not options.progress,
-            )
-        else:
-            raise ValueError(f"unknown kind {source.kind!r}")
-        rows = writer.finish()
+        yield writer
     finally:
         bar.close()
+
+
+@dataclass(frozen=True)
+class _KindConversion:
+    """Converting one real source's images, by its kind; what every kind's step shares."""
+
+    source: RealSource
+    origin: str
+    root: DatasetRoot
+    downloader: Downloader
+    options: RealOptions
+    writer: SourceWriter
+    scratch: Path
+
+    def run(self, kaggle: KaggleClient | None, redone: bool) -> dict:
+        """Convert every image; returns what to add to the source's description."""
+        kind = self.source.kind
+        if kind == "kaggle":
+            self._kaggle(kaggle)
+        elif kind == "url":
+            self._zip(_local_or_fetched(self.origin, self.scratch, self.downloader, self._flag))
+        elif kind == "hf":
+            return {"commit": self._hf()}
+        elif kind == "cc3m":
+            self._cc3m(redone)
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+        return {}
+
+    @property
+    def _flag(self) -> str:
+        return _origin_flag(self.source)
+
+    def _zip(self, zip_path: Path) -> None:
+        convert_zip(
+            zip_path, self.writer, self.source.leaf, max_member_bytes=self.options.max_member_bytes
+        )
+
+    def _kaggle(self, kaggle: KaggleClient | None) -> None:
+        if kaggle is None:
+            raise UserError(f"{self.source.name}: no Kaggle client")
+        self._zip(fetch_kaggle(self.origin, self.scratch, kaggle, self.downloader))
+
+    def _hf(self) -> str:
+        return convert_hf_dataset(
+            self.origin,
+            HubDatasetFiles(self.options.endpoint),
+            self.downloader,
+            self.scratch,
+            self.writer,
+            self.source.leaf,
+            self.options.keep_archives,
+            self.options.max_member_bytes,
+        )
+
+    def _cc3m(self, redone: bool) -> None:
+        tsv = _local_or_fetched(self.origin, self.scratch / "tsv", self.downloader, self._flag)
+        chunks_key = json_digest({"tsv": self.origin, "preprocessing": _comparable_prep(self.root)})
+        log_path = self.root.work / "state" / f"{self.source.name}.chunks.json"
+        if redone:  # its images were deleted: so is the record of chunks done
+            log_path.unlink(missing_ok=True)
+        log = ChunkLog(log_path, chunks_key)
+        build_cc3m(
+            read_urls(tsv),
+            self.source.leaf,
+            self.writer,
+            self.scratch,
+            log,
+            self.options.cc3m,
+            self.options.keep_archives,
+            quiet=not self.options.progress,
+        )
+
+
+def build_real_source(
+    source: RealSource,
+    root: DatasetRoot,
+    pool: ConversionPool,
+    downloader: Downloader,
+    kaggle: KaggleClient | None,
+    options: RealOptions,
+) -> SourceReport:
+    """Build one real source into ``root`` and commit its rows.
+
+    ``kaggle``: the client for the ``kaggle`` kind (the ``hf`` kind reads the Hub at
+    ``options.endpoint``).
+    """
+    report = SourceReport(source.name, source.split, source.label)
+    origin = options.origins.get(source.name, source.origin)
+    prefixes = source.prefixes()
+    cap = _cap(source.images, options.max_images)
+    key = _source_key(source, origin, cap, root, options)
+    if _count_if_done(root, source.name, key, prefixes, report, source.leaf):
+        return report
+    redone = _begin(root, source.name, prefixes)
+    scratch = root.scratch / source.name
+    leaf_dirs = {source.leaf: source.leaf_dir()}
+    desc = f"{source.split}/{source.name}"
+    with _writing(
+        root,
+        pool,
+        report,
+        leaf_dirs,
+        source.family,
+        cap,
+        total=cap,
+        desc=desc,
+        progress=options.progress,
+    ) as writer:
+        conversion = _KindConversion(source, origin, root, downloader, options, writer, scratch)
+        extra = conversion.run(kaggle, redone)
+        rows = writer.finish()
     if not options.keep_archives:
         _discard(scratch, downloader)
-    root.commit(
-        source.name,
-        key,
-        rows,
-        prefixes,
-        {
-            "split": source.split,
-            "label": source.label,
-            "family": source.family,
-            "origin": origin,
-            "leaves": [source.leaf],
-            "target_images": cap,
-            **description,
-        },
-    )
+    description = {
+        "split": source.split,
+        "label": source.label,
+        "family": source.family,
+        "origin": origin,
+        "leaves": [source.leaf],
+        "target_images": cap,
+        **extra,
+    }
+    root.commit(source.name, key, rows, prefixes, description)
     return report
 
 
@@ -310,6 +392,97 @@ def _subset_leaf(
     return None
 
 
+def _group_subset_members(
+    zip_path: Path, labels: dict[tuple[str, str], tuple[int, str]]
+) -> tuple[dict[tuple[str, str, str], list[str]], list[str]]:
+    """The subset zip's images by ``(split, leaf, leaf folder)``, and those in no known leaf."""
+    with open_zip(zip_path) as archive:
+        members = [m.filename for m in image_members(archive)]
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    outside: list[str] = []
+    for name in members:
+        found = _subset_leaf(name, labels)
+        if found is None:
+            outside.append(name)
+        else:
+            groups.setdefault(found[:3], []).append(name)
+    return groups, outside
+
+
+@dataclass(frozen=True)
+class _SubsetImport:
+    """Importing the downloaded Kaggle subset, one leaf folder at a time."""
+
+    root: DatasetRoot
+    pool: ConversionPool
+    slug: str
+    zip_path: Path
+    labels: dict[tuple[str, str], tuple[int, str]]
+    options: RealOptions
+
+    def _key(self, leaf_dir: str) -> str:
+        return json_digest(
+            {
+                "slug": self.slug,
+                "zip": self.zip_path.stat().st_size,
+                "leaf_dir": leaf_dir,
+                "cap": self.options.max_images,
+                "preprocessing": _comparable_prep(self.root),
+                **_limits(self.options),
+            }
+        )
+
+    def leaf(self, split: str, leaf: str, leaf_dir: str, names: list[str]) -> SourceReport:
+        """Convert and commit the members ``names`` of one leaf folder (unless already done)."""
+        label, family = self.labels[(split, leaf)]
+        unit = f"{KAGGLE_SUBSET}-{split}-{leaf}"
+        report = SourceReport(f"{KAGGLE_SUBSET}:{leaf}", split, label)
+        prefixes = (leaf_dir + "/",)
+        key = self._key(leaf_dir)
+        if _count_if_done(self.root, unit, key, prefixes, report, leaf):
+            return report
+        _begin(self.root, unit, prefixes)
+        wanted = set(names)
+        options = self.options
+        with _writing(
+            self.root,
+            self.pool,
+            report,
+            {leaf: leaf_dir},
+            family,
+            options.max_images,
+            total=len(names),
+            desc=f"{split}/{leaf}",
+            progress=options.progress,
+        ) as writer:
+            convert_zip(
+                self.zip_path,
+                writer,
+                leaf,
+                select=wanted.__contains__,
+                relative_of=lambda name: _subset_leaf(name, self.labels)[3],  # type: ignore[index]
+                max_member_bytes=options.max_member_bytes,
+            )
+            rows = writer.finish()
+        description = {
+            "split": split,
+            "label": label,
+            "family": family,
+            "origin": f"kaggle://{self.slug}",
+            "leaves": [leaf],
+        }
+        self.root.commit(unit, key, rows, prefixes, description)
+        return report
+
+
+def _outside_report(names: list[str]) -> SourceReport:
+    """The subset's images in no known leaf folder, counted as skipped."""
+    note = SourceReport(f"{KAGGLE_SUBSET}:other", "train", REAL)
+    for name in names:
+        note.skip(OUTSIDE, name)
+    return note
+
+
 def import_kaggle_subset(
     root: DatasetRoot,
     pool: ConversionPool,
@@ -322,72 +495,11 @@ def import_kaggle_subset(
     slug = options.origins.get(KAGGLE_SUBSET, KAGGLE_SUBSET_SLUG)
     scratch = root.scratch / KAGGLE_SUBSET
     zip_path = fetch_kaggle(slug, scratch, kaggle, downloader)
-    with open_zip(zip_path) as archive:
-        members = [m.filename for m in image_members(archive)]
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    outside: list[str] = []
-    for name in members:
-        found = _subset_leaf(name, labels)
-        if found is None:
-            outside.append(name)
-        else:
-            groups.setdefault(found[:3], []).append(name)
-    reports = []
-    for (split, leaf, leaf_dir), names in sorted(groups.items()):
-        label, family = labels[(split, leaf)]
-        unit = f"{KAGGLE_SUBSET}-{split}-{leaf}"
-        report = SourceReport(f"{KAGGLE_SUBSET}:{leaf}", split, label)
-        prefixes = (leaf_dir + "/",)
-        key = json_digest(
-            {
-                "slug": slug,
-                "zip": zip_path.stat().st_size,
-                "leaf_dir": leaf_dir,
-                "cap": options.max_images,
-                "preprocessing": _comparable_prep(root),
-                **_limits(options),
-            }
-        )
-        if root.is_done(unit, key, prefixes):
-            report.already_done = True
-            report.images[leaf] = len(root.rows_under(prefixes))
-            reports.append(report)
-            continue
-        root.remove_temporaries(prefixes)
-        root.begin(unit, prefixes)
-        wanted = set(names)
-        bar = tqdm(
-            total=len(names), desc=f"{split}/{leaf}", unit="img", disable=not options.progress
-        )
-        writer = SourceWriter(
-            root.root, pool, report, {leaf: leaf_dir}, family, options.max_images, bar
-        )
-        try:
-            convert_zip(
-                zip_path,
-                writer,
-                leaf,
-                select=wanted.__contains__,
-                relative_of=lambda name: _subset_leaf(name, labels)[3],  # type: ignore[index]
-                max_member_bytes=options.max_member_bytes,
-            )
-            rows = writer.finish()
-        finally:
-            bar.close()
-        description = {
-            "split": split,
-            "label": label,
-            "family": family,
-            "origin": f"kaggle://{slug}",
-            "leaves": [leaf],
-        }
-        root.commit(unit, key, rows, prefixes, description)
-        reports.append(report)
+    groups, outside = _group_subset_members(zip_path, labels)
+    subset = _SubsetImport(root, pool, slug, zip_path, labels, options)
+    reports = [subset.leaf(*where, names) for where, names in sorted(groups.items())]
     if outside:
-        note = SourceReport(f"{KAGGLE_SUBSET}:other", "train", REAL)
-        for name in outside:
-            note.skip(OUTSIDE, name)
-        reports.append(note)
+        reports.append(_outside_report(outside))
     if not options.keep_archives:
         _discard(scratch, downloader)
     return reports

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 from datagen.download import Downloader, RemoteFile
 from datagen.hub_access import default_endpoint, hub_errors
@@ -54,20 +54,8 @@ class RepoEntry:
     sha256: str | None = None
 
 
-class HfFiles(Protocol):
-    """What the ``hf`` kind needs from the Hub (tests may pass their own)."""
-
-    def list_files(self, repo_id: str) -> tuple[str, list[RepoEntry]]:
-        """``(commit, every file)`` of the dataset repository ``repo_id``."""
-        ...
-
-    def remote_file(self, repo_id: str, commit: str, entry: RepoEntry) -> RemoteFile:
-        """Where to download ``entry`` from, at ``commit``."""
-        ...
-
-
 class HubDatasetFiles:
-    """:class:`HfFiles` backed by ``huggingface_hub``."""
+    """What the ``hf`` kind needs from the Hub, through ``huggingface_hub``."""
 
     def __init__(
         self, endpoint: str | None = None, revision: str = "main", token: str | None = None
@@ -82,6 +70,7 @@ class HubDatasetFiles:
         return HfApi(endpoint=self.endpoint, token=self.token)
 
     def list_files(self, repo_id: str) -> tuple[str, list[RepoEntry]]:
+        """``(commit, every file)`` of the dataset repository ``repo_id``."""
         from huggingface_hub.hf_api import RepoFile
 
         api = self._api()
@@ -98,6 +87,7 @@ class HubDatasetFiles:
         return commit, entries
 
     def remote_file(self, repo_id: str, commit: str, entry: RepoEntry) -> RemoteFile:
+        """Where to download ``entry`` from, at ``commit``."""
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers
 
@@ -187,7 +177,7 @@ def _ahead(
 
 def convert_hf_dataset(
     repo_id: str,
-    files: HfFiles,
+    files: HubDatasetFiles,
     downloader: Downloader,
     scratch: Path,
     writer: SourceWriter,

@@ -46,9 +46,9 @@ def _config_dirs(env: Mapping[str, str]) -> list[Path]:
     return [home / ".kaggle", xdg / "kaggle"]
 
 
-def has_credentials(env: Mapping[str, str] | None = None) -> bool:
+def has_credentials() -> bool:
     """Whether the kaggle package will find credentials (environment or config files)."""
-    env = os.environ if env is None else env
+    env = os.environ
     if env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")):
         return True
     names = ("kaggle.json", "access_token", "credentials.json")

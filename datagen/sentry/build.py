@@ -156,6 +156,58 @@ def _stream_archive(
         report.skip(PARTIAL, plan.kept[-1].name, stats.partial)
 
 
+def _count_finished(report: SourceReport, root: DatasetRoot, prefixes: tuple[str, ...]) -> None:
+    """Mark a finished source done in ``report``, with its images counted per leaf."""
+    report.already_done = True
+    for row in root.rows_under(prefixes):
+        report.images[row.source] += 1
+
+
+def _read_archive(
+    plan: ArchivePlan,
+    source_leaves: tuple[str, ...],
+    pipeline: PartPipeline,
+    writer: SourceWriter,
+    report: SourceReport,
+    max_member_bytes: int | None,
+) -> None:
+    """Stream one archive through ``writer``, then close its pipeline and count what it fetched."""
+    success = False
+    try:
+        _stream_archive(plan, source_leaves, pipeline, writer, report, max_member_bytes)
+        success = True
+    finally:
+        pipeline.close(success)
+        report.parts_fetched += [p.path for p in pipeline.fetched]
+        report.bytes_fetched += sum(p.size for p in pipeline.fetched)
+
+
+def _read_archives(
+    plan: SourcePlan,
+    writer: SourceWriter,
+    report: SourceReport,
+    fetch: FetchFn,
+    scratch: Path,
+    downloader: Downloader,
+    options: BuildOptions,
+) -> None:
+    """Read the source's archives in turn, skipping those whose leaves are already full."""
+    leaves = plan.source.leaf_names
+    for archive_plan in plan.archives:
+        feeds = (archive_plan.leaf,) if archive_plan.leaf else leaves
+        if writer.all_full(feeds):
+            continue
+        pipeline = PartPipeline(
+            archive_plan.kept,
+            fetch,
+            lambda part: scratch / part.path,
+            downloader.meter,
+            prefetch=options.prefetch,
+            keep=options.keep_archives,
+        )
+        _read_archive(archive_plan, leaves, pipeline, writer, report, options.max_member_bytes)
+
+
 def build_source(
     plan: SourcePlan,
     client: HubClient,
@@ -172,9 +224,7 @@ def build_source(
         plan, client, root.prep.to_dict(), options.max_images, options.max_member_bytes
     )
     if root.is_done(source.name, key, prefixes):
-        report.already_done = True
-        for row in root.rows_under(prefixes):
-            report.images[row.source] += 1
+        _count_finished(report, root, prefixes)
         return report
     root.remove_temporaries(prefixes)
     root.begin(source.name, prefixes)  # images of unknown settings are made again
@@ -193,33 +243,7 @@ def build_source(
     scratch = scratch_path(root, client.repo_id)
     fetch = _fetcher(client, downloader, scratch)
     try:
-        for archive_plan in plan.archives:
-            feeds = (archive_plan.leaf,) if archive_plan.leaf else source.leaf_names
-            if writer.all_full(feeds):
-                continue
-            pipeline = PartPipeline(
-                archive_plan.kept,
-                fetch,
-                lambda part: scratch / part.path,
-                downloader.meter,
-                prefetch=options.prefetch,
-                keep=options.keep_archives,
-            )
-            success = False
-            try:
-                _stream_archive(
-                    archive_plan,
-                    source.leaf_names,
-                    pipeline,
-                    writer,
-                    report,
-                    options.max_member_bytes,
-                )
-                success = True
-            finally:
-                pipeline.close(success)
-                report.parts_fetched += [p.path for p in pipeline.fetched]
-                report.bytes_fetched += sum(p.size for p in pipeline.fetched)
+        _read_archives(plan, writer, report, fetch, scratch, downloader, options)
         rows = writer.finish()
     finally:
         bar.close()
