@@ -24,7 +24,7 @@ from datagen.readers import walk_images
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import atomic_write_text, ensure_writable_dir
 from UniversalFakeDetect import options
-from UniversalFakeDetect.test import newest_checkpoint
+from UniversalFakeDetect.test import requested_detector
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +180,6 @@ def score_images(
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from UniversalFakeDetect.checkpoint import load_detector
     from UniversalFakeDetect.data.transforms import TransformConfig
 
     check_args(args)
@@ -190,12 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"not images (no image format has their suffix), not scored: {_names(passed_over)}",
             file=sys.stderr,
         )
-    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
-    device = options.choose_device(args.gpu_ids)
-    detector, header = load_detector(
-        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
-        seed=args.seed,
-    )  # fmt: skip
+    ckpt, detector, header, device = requested_detector(args)
     threshold = _threshold(args.threshold, header)
     transform = TransformConfig(
         args.load_size or header["load_size"], args.crop_size or header["crop_size"],

@@ -119,6 +119,20 @@ def newest_checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
+def requested_detector(args: argparse.Namespace) -> tuple[Path, Detector, dict, str]:
+    """``--ckpt`` (or the newest checkpoint), loaded on the requested device: the checkpoint's
+    path, the detector, its header and the device (test and detect alike)."""
+    from UniversalFakeDetect.checkpoint import load_detector
+
+    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
+    device = options.choose_device(args.gpu_ids)
+    detector, header = load_detector(
+        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
+        seed=args.seed,
+    )  # fmt: skip
+    return ckpt, detector, header, device
+
+
 def check_values(args: argparse.Namespace) -> None:
     """One message for the first impossible number."""
     checks = (
@@ -217,17 +231,11 @@ class Evaluation:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from UniversalFakeDetect.checkpoint import load_detector
     from UniversalFakeDetect.evaluation.robustness import chosen_perturbation, perturbed_views
     from UniversalFakeDetect.pipeline import SourceOptions, build_source
 
     check_values(args)
-    ckpt = args.ckpt or newest_checkpoint(args.checkpoints_dir)
-    device = options.choose_device(args.gpu_ids)
-    detector, header = load_detector(
-        ckpt, args.arch, args.weights, crop_size=args.crop_size or 224, device=device,
-        seed=args.seed,
-    )  # fmt: skip
+    ckpt, detector, header, device = requested_detector(args)
     if args.data_root is None and args.data_mode == "dip" and header.get("data_root"):
         args.data_root = Path(header["data_root"])
     root, rows, rows_to_test = rows_to_evaluate(args)

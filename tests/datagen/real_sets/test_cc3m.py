@@ -71,7 +71,8 @@ def test_cc3m_chunks_stop_at_the_target_and_resume(
 
 
 def test_cc3m_through_img2dataset_keeps_originals(tmp_path: Path) -> None:
-    pytest.importorskip("img2dataset")
+    import img2dataset  # noqa: F401  (a test dependency)
+
     hub = FakeHub()
     images = {i: jpeg(i, (320 + 16 * i, 200)) for i in range(4)}
     for i, data in images.items():

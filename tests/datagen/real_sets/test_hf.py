@@ -24,8 +24,9 @@ SOURCE = RealSource("ffhq", "train", "ffhq", "hf", REPO, 70_000)
 
 
 def parquet(rows: list[dict[str, object]]) -> bytes:
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     table = pa.table({"image": pa.array(rows, type=image)})
     buffer = io.BytesIO()

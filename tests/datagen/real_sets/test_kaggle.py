@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -71,7 +70,6 @@ def python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_real_kaggle_client_imports_and_authenticates_offline(tmp_path: Path) -> None:
-    pytest.importorskip("kaggle")
     code = NO_NETWORK + (
         "from datagen.real_sets.kaggle import KaggleApiClient\n"
         "api = KaggleApiClient()._connect()\n"
@@ -108,7 +106,6 @@ def test_missing_kaggle_credentials_say_how_to_set_them(
 
 
 def test_a_failed_import_names_the_missing_module(tmp_path: Path) -> None:
-    pytest.importorskip("kaggle")
     code = WITHOUT_SIX + (
         "from rfd_common.errors import UserError\n"
         "from datagen.real_sets.kaggle import import_kaggle_api\n"
@@ -129,8 +126,8 @@ def test_a_failed_import_names_the_missing_module(tmp_path: Path) -> None:
 def test_every_problem_of_every_source_is_reported_before_anything_starts(
     tmp_path: Path,
 ) -> None:
-    """No Kaggle key, no six, a missing local TSV: one message, exit 2, in seconds."""
-    pytest.importorskip("kaggle")
+    """No Kaggle key, no six, a missing local TSV: one message, exit 2, before any source
+    starts (nothing created, no connection: the network is blocked in the child)."""
     root = tmp_path / "ds"
     code = WITHOUT_SIX + (
         "from datagen import add_real_data\n"
@@ -139,9 +136,7 @@ def test_every_problem_of_every_source_is_reported_before_anything_starts(
         f"'--cc3m_val_tsv', {str(tmp_path / 'missing.tsv')!r}, "
         "'--sources', 'cc3m', 'ffhq', 'afhq-v2', 'celeba-hq']))\n"
     )
-    start = time.monotonic()
     result = python(NO_NETWORK + code, kaggle_env(tmp_path))
-    seconds = time.monotonic() - start
     assert result.returncode == 2, result.stderr
     lines = result.stderr.rstrip("\n").splitlines()
     assert lines[0].startswith("error: cannot start: ")
@@ -157,7 +152,6 @@ def test_every_problem_of_every_source_is_reported_before_anything_starts(
     assert f"  cc3m-val: --cc3m_val_tsv {tmp_path / 'missing.tsv'}: file not found" in lines
     assert all(line.startswith("  ") for line in lines[1:])
     assert not root.exists()  # nothing was created, let alone downloaded
-    assert seconds < 60
 
 
 def test_a_dry_run_checks_too(
