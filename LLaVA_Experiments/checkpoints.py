@@ -14,14 +14,10 @@ from LLaVA_Experiments.adapters import save_adapter
 from LLaVA_Experiments.recipe import TrainConfig
 from rfd_common.errors import UserError
 from rfd_common.files import atomic_write_json
+from rfd_common.fingerprints import must_match_on_resume
 
 STATE_NAME = "trainer_state.json"
 RNG_NAME = "rng_state.pt"
-# Settings a resumed run must share with the checkpoint (the rest may change, e.g. save_steps).
-RESUME_MUST_MATCH = (
-    "lora_r", "lora_alpha", "lora_dropout", "lr", "mm_projector_lr", "epochs", "grad_accum",
-    "warmup_ratio", "weight_decay", "max_length", "seed", "max_steps",
-)  # fmt: skip
 
 
 def is_checkpoint(folder: Path) -> bool:
@@ -75,13 +71,14 @@ def check_resume_state(
     state: dict[str, Any], config: TrainConfig, load_in_4bit: bool, resume_from: Path
 ) -> None:
     """A resumed run must use the checkpoint's settings and the same 4-bit choice."""
-    missing = [k for k in (*RESUME_MUST_MATCH, "load_in_4bit") if k not in state]
+    must_match = must_match_on_resume(config)  # the rest may change, e.g. save_steps
+    missing = [k for k in (*must_match, "load_in_4bit") if k not in state]
     if missing:
         raise UserError(
             f"--resume {resume_from}: written by an older version of finetune_lora (no "
             f"{', '.join(missing)}); start over with --overwrite"
         )
-    changed = [k for k in RESUME_MUST_MATCH if state[k] != getattr(config, k)]
+    changed = [k for k, value in must_match.items() if state[k] != value]
     was = [f"--{k} {state[k]}" for k in changed]
     if bool(state["load_in_4bit"]) != load_in_4bit:
         was.append("--load_in_4bit" if state["load_in_4bit"] else "no --load_in_4bit")

@@ -3,7 +3,9 @@ line can show them without loading it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from rfd_common.fingerprints import RESUMABLE
 
 
 @dataclass
@@ -28,8 +30,8 @@ class TrainConfig:
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_length: int = 2048
-    gradient_checkpointing: bool = True
-    save_steps: int = 0
-    save_total_limit: int = 2
+    gradient_checkpointing: bool = field(default=True, metadata=RESUMABLE)
+    save_steps: int = field(default=0, metadata=RESUMABLE)
+    save_total_limit: int = field(default=2, metadata=RESUMABLE)
     seed: int = 0
     max_steps: int | None = None

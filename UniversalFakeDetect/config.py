@@ -16,11 +16,11 @@ from typing import Any
 
 from active_learning.config import ALConfig
 from rfd_common.errors import UserError
+from rfd_common.fingerprints import RESUMABLE, must_match_on_resume
 from UniversalFakeDetect.data.augment import AugmentConfig
 from UniversalFakeDetect.models.registry import WEIGHT_CHOICES, resolve_arch
 
 DATA_ROOT_ENV = "RFD_DATA_ROOT"  # the dataset used when --data_root is not given
-RESUMABLE = {"resumable": True}  # field metadata: may change when a run resumes
 EARLYSTOP_METRICS = ("acc", "ap")
 
 
@@ -157,12 +157,9 @@ class TrainSettings:
     def resume_key(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that left its state: every
         field not marked ``RESUMABLE``, by name (the names are unique across the parts)."""
-        key = {}
+        key: dict[str, Any] = {}
         for part in ("data", "augment", "model", "optim", "cache", "run"):
-            config = getattr(self, part)
-            for f in dataclasses.fields(config):
-                if not f.metadata.get("resumable"):
-                    key[f.name] = _jsonable(getattr(config, f.name))
+            key |= _jsonable(must_match_on_resume(getattr(self, part)))
         return key
 
 

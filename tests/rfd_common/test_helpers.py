@@ -64,3 +64,17 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"--out .*exists and is not a folder"):
         ensure_writable_dir(blocker)
     assert ensure_writable_dir(tmp_path / "a" / "b").is_dir()
+
+
+def test_must_match_on_resume_leaves_out_the_fields_marked_resumable() -> None:
+    from dataclasses import dataclass, field
+
+    from rfd_common.fingerprints import RESUMABLE, must_match_on_resume
+
+    @dataclass
+    class Settings:
+        lr: float = 0.1
+        epochs: int = field(default=3, metadata=RESUMABLE)
+        name: str = "x"
+
+    assert must_match_on_resume(Settings(lr=0.5, epochs=9)) == {"lr": 0.5, "name": "x"}
