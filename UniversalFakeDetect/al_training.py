@@ -18,6 +18,7 @@ import numpy as np
 from active_learning.compare import run as run_loop
 from active_learning.learner import Learner
 from active_learning.loop import LoopResult
+from rfd_common.phase_times import PhaseTimes
 from UniversalFakeDetect.checkpoint import save_checkpoint
 from UniversalFakeDetect.config import TrainSettings
 from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
@@ -158,11 +159,14 @@ def run(
     trainer: DetectorTrainer,
     sources: dict[str, Any],
     header: dict[str, Any],
+    times: PhaseTimes | None = None,
 ) -> int:
     """Run the loop (or each strategy of ``--acq_func 0``), then test and report.
 
-    ``sources``: ``train``, ``holdout`` and ``test`` batch sources, ``train_rows``, ``test_rows``.
+    ``sources``: ``train``, ``holdout`` and ``test`` batch sources, ``train_rows``, ``test_rows``;
+    ``times`` receives each loop's phase times and the final tests' (``final_test``).
     """
+    times = times if times is not None else PhaseTimes()
     config, run_settings = settings.active_learning, settings.run
     assert config is not None
     labels = np.array([r.label for r in sources["train_rows"]])
@@ -172,7 +176,9 @@ def run(
         print(f"simulation: {uses} (pass --label_free to use predicted labels)", file=sys.stderr)
 
     def on_finish(result: LoopResult, _learner: Learner) -> None:  # uses `trainer` directly
-        evaluate_final_detector(settings, trainer, sources, header, result)
+        times.merge(result.timings)
+        with times("final_test"):
+            evaluate_final_detector(settings, trainer, sources, header, result)
 
     learner = PoolLearner(trainer)
     run_loop(learner, labels, config, folder, on_finish=on_finish, resume=not run_settings.restart)

@@ -21,6 +21,7 @@ from datagen.manifest import ManifestRow, select
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
 from rfd_common.fingerprints import canonical_json
+from rfd_common.phase_times import PhaseTimes, format_phase_times
 from UniversalFakeDetect.config import TrainSettings
 from UniversalFakeDetect.features.shard import Shard
 from UniversalFakeDetect.train_settings import parse_train_args
@@ -255,7 +256,7 @@ def _tensorboard(log_dir: Path) -> tuple[Any, Any]:
 
 def train_normally(
     settings: TrainSettings, trainer: DetectorTrainer, sources: dict[str, Any],
-    data: PreparedData, header: dict[str, Any],
+    data: PreparedData, header: dict[str, Any], times: PhaseTimes,
 ) -> int:  # fmt: skip
     """The epochs of one training round, then the tuned threshold, the test and the report."""
     from UniversalFakeDetect.checkpoint import save_checkpoint
@@ -268,29 +269,25 @@ def train_normally(
         save_checkpoint(trainer.detector, path, **header, **extra)
 
     writer, log = _tensorboard(checkpoint_dir / "tensorboard")
-    start = time.perf_counter()
-    state = fit(
-        trainer,
-        FitConfig(
-            niter=optim.niter,
-            seed=run.seed,
-            earlystop_epoch=optim.earlystop_epoch,
-            earlystop_metric=optim.earlystop_metric,
-            min_lr=optim.min_lr,
-            save_epoch_freq=optim.save_epoch_freq,
-        ),
-        checkpoint_dir,
-        save,
-        log,
-        resume=not run.restart,
-        run_key=resume_key(settings, data, trainer.detector),
+    fit_config = FitConfig(
+        niter=optim.niter,
+        seed=run.seed,
+        earlystop_epoch=optim.earlystop_epoch,
+        earlystop_metric=optim.earlystop_metric,
+        min_lr=optim.min_lr,
+        save_epoch_freq=optim.save_epoch_freq,
     )
+    run_key = resume_key(settings, data, trainer.detector)
+    start = time.perf_counter()
+    with times("training"):  # validations and checkpoints included
+        state = fit(trainer, fit_config, checkpoint_dir, save, log, not run.restart, run_key)
     if writer is not None:
         writer.close()
     info = {"train_seconds": round(time.perf_counter() - start, 1)}
     info |= {"best_epoch": state.best_epoch, "history": state.history}
     info["cache_views"] = header["cache_views"] if settings.model.fix_backbone else None
-    return report_normal_run(settings, trainer, sources, data, save, info)
+    with times("final_test"):
+        return report_normal_run(settings, trainer, sources, data, save, info)
 
 
 def report_normal_run(
@@ -334,7 +331,16 @@ def report_normal_run(
 
 
 def run_training(settings: TrainSettings) -> int:
-    """Everything after parsing: data, detector, sources, then normal or active learning."""
+    """Everything after parsing: data, detector, sources, then normal or active learning; at
+    the end, one line with the wall time of each phase."""
+    began = time.perf_counter()
+    times = PhaseTimes()
+    code = _run_phases(settings, times)
+    print(format_phase_times(times.as_dict(), total=time.perf_counter() - began))
+    return code
+
+
+def _run_phases(settings: TrainSettings, times: PhaseTimes) -> int:
     from UniversalFakeDetect import al_training
     from UniversalFakeDetect.engine.trainer import DetectorTrainer
     from UniversalFakeDetect.pipeline import SourceOptions, resolve_cache_views
@@ -344,15 +350,19 @@ def run_training(settings: TrainSettings) -> int:
         applied = " ".join(settings.applied)
         print(f"{settings.run.preset} preset: {applied} (flags you give win)", file=sys.stderr)
     device = choose_run_device(settings)
-    data = prepare_data(settings)
+    with times("data"):
+        data = prepare_data(settings)
     views, views_note = resolve_cache_views(settings, data.transform)
     if views_note:
         print(views_note, file=sys.stderr)
-    detector = build_detector(settings, data, device)
+    with times("model"):
+        detector = build_detector(settings, data, device)
     options = SourceOptions.for_training(settings, views)
     if settings.cache.extract_features_only:
-        return extract_only(detector, data, options, settings, device)
-    sources = build_sources(detector, data, options, settings, device)
+        with times("features"):
+            return extract_only(detector, data, options, settings, device)
+    with times("features"):
+        sources = build_sources(detector, data, options, settings, device)
     optim = settings.optim
     trainer = DetectorTrainer(
         detector, sources["train"], sources["holdout"], lr=optim.lr, beta1=optim.beta1,
@@ -360,8 +370,8 @@ def run_training(settings: TrainSettings) -> int:
     )  # fmt: skip
     header = checkpoint_header(settings, data, detector) | {"cache_views": views}
     if settings.active_learning is not None:
-        return al_training.run(settings, trainer, sources, header)
-    return train_normally(settings, trainer, sources, data, header)
+        return al_training.run(settings, trainer, sources, header, times)
+    return train_normally(settings, trainer, sources, data, header, times)
 
 
 @exit_on_user_error

@@ -8,11 +8,12 @@ neither torch nor the toolkit's other packages (but rfd_common), so ``--help`` s
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from active_learning.acquisition import ALL, PLAIN, REGISTRY, resolve_name
 from rfd_common.errors import UserError
+from rfd_common.fingerprints import RESUMABLE
 
 EARLYSTOP_METRICS = ("acc", "ap")
 PATIENCE_UNITS = ("iteration", "epoch")  # what early-stopping patience counts
@@ -26,7 +27,8 @@ class ConfigError(UserError):
 class ALConfig:
     """Everything the loop needs besides the learner and the labels (DESIGN section 6)."""
 
-    use_active_learning: bool = False
+    # RESUMABLE: may differ between a run and its resumption (rfd_common.fingerprints)
+    use_active_learning: bool = field(default=False, metadata=RESUMABLE)
     acq_func: str = "max_entropy"  # a registry name, or "all" (--acq_func 0)
     balance_acquisition: bool = False
     label_free: bool = False
@@ -34,7 +36,7 @@ class ALConfig:
     weighted_loss_decay: float = 0.99
     num_samples_per_class: int = 100
     query: int = 100
-    al_iter: int = 10
+    al_iter: int = field(default=10, metadata=RESUMABLE)  # more iterations: resume and go on
     al_niter_warmup: int = 10
     niter: int = 5
     dropout_iter: int = 10
@@ -42,7 +44,7 @@ class ALConfig:
     al_earlystop_metric: str = "acc"
     earlystop_epoch: int = 5  # patience in epochs; 0 = no early stopping
     seed: int = 0
-    preset: str | None = None
+    preset: str | None = field(default=None, metadata=RESUMABLE)
     min_lr: float = 1e-6  # a round stops when an LR drop takes the LR below this
     earlystop_delta: float = 0.001  # an epoch improves only if it beats the best by this
     al_patience_unit: str = "iteration"  # patience in AL iterations (CS545) or round epochs

@@ -59,6 +59,8 @@ from active_learning.results import IterationRecord, write_results
 from active_learning.selection import candidate_indices, select_query
 from active_learning.weighted_loss import decay_weights, query_weights
 from rfd_common.files import atomic_write
+from rfd_common.fingerprints import must_match_on_resume
+from rfd_common.phase_times import PhaseTimes
 from rfd_common.training_round import (
     Plateau,
     RoundConfig,
@@ -70,7 +72,6 @@ from rfd_common.training_round import (
 
 STATE_FILE = "al_state.pt"
 STATE_VERSION = 2  # 2: the shared training round and the iteration-level early stopping
-RESUMABLE_CHANGES = {"al_iter", "use_active_learning", "preset"}  # may differ on resume
 
 IterationHook = Callable[[IterationRecord, Learner], "dict[str, Any] | None"]
 Log = Callable[[str], None]
@@ -111,6 +112,9 @@ class LoopResult:
     state_path: Path | None
     results_json: Path | None
     unreadable: np.ndarray = field(default_factory=lambda: NO_INDICES.copy())  # left out
+    # wall seconds per phase in this process (setup, training, queries, validation, saving,
+    # hook): see rfd_common.phase_times; a resumed run counts only what it ran itself
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def unreadable_check(learner: Learner) -> UnreadableCheck | None:
@@ -323,6 +327,7 @@ class _StateFile:
     def __init__(self, path: Path, config: ALConfig, strategy: str, labels: np.ndarray) -> None:
         self.path, self.strategy = path, strategy
         self.config = {**config.to_dict(), "acq_func": strategy}
+        self.must_match = set(must_match_on_resume(config))  # the fields not marked RESUMABLE
         self.fingerprint = hashlib.sha256(labels.astype(np.int8).tobytes()).hexdigest()
 
     def load(self, learner: Learner) -> _Progress:
@@ -371,7 +376,7 @@ class _StateFile:
             raise ConfigError(f"the state file was written for another pool; {hint}")
         for key, value in saved["config"].items():
             now = self.config.get(key)
-            if key not in RESUMABLE_CHANGES and now != value:
+            if key in self.must_match and now != value:
                 raise ConfigError(
                     f"the state file was written with {key}={value!r}, now {now!r}; {hint}"
                 )
@@ -420,7 +425,9 @@ def run_active_learning(
         if out_dir is None
         else _StateFile(Path(out_dir) / STATE_FILE, config, strategy, labels)
     )
-    progress = _open(learner, labels, config, state if resume else None, strategy, say)
+    timer = PhaseTimes()
+    with timer("setup"):
+        progress = _open(learner, labels, config, state if resume else None, strategy, say)
     results_json = None
     for iteration in range(_first_iteration(progress, config, strategy, say), config.al_iter + 1):
         new, query_seconds = NO_INDICES, 0.0
@@ -428,6 +435,7 @@ def run_active_learning(
             began = time.perf_counter()
             new, found = _query_and_label(learner, labels, progress, config, acquisition, iteration)
             query_seconds = time.perf_counter() - began
+            timer.add("queries", query_seconds)
             if found:
                 say(f"[{strategy}] {found} more unreadable pool images left out")
             if new.size == 0:
@@ -435,20 +443,27 @@ def run_active_learning(
                 break
         record, note = _train_and_record(learner, labels, progress, config, iteration, new.size)
         record.query_seconds = query_seconds
+        timer.add("training", record.train_seconds)
+        timer.add("validation", record.validate_seconds)
         if on_iteration is not None:
-            record.extra.update(_plain(on_iteration(record, learner) or {}))
+            with timer("hook"):
+                record.extra.update(_plain(on_iteration(record, learner) or {}))
         progress.history.append(_plain(record.to_dict()))
         progress.next_iteration = iteration + 1
         if state is not None:
-            state.save(progress, iteration, learner)
-            results_json = write_results(
-                out_dir, strategy, config, progress.history, progress.excluded
-            )
+            with timer("saving"):
+                state.save(progress, iteration, learner)
+                results_json = write_results(
+                    out_dir, strategy, config, progress.history, progress.excluded,
+                    timer.as_dict(),
+                )  # fmt: skip
         say(_iteration_line(strategy, config, record) + note)
         if progress.stopped:
             break
     if out_dir is not None and results_json is None and progress.history:  # nothing left to run
-        results_json = write_results(out_dir, strategy, config, progress.history, progress.excluded)
+        results_json = write_results(
+            out_dir, strategy, config, progress.history, progress.excluded, timer.as_dict()
+        )
     return LoopResult(
         strategy,
         progress.labelled,
@@ -457,6 +472,7 @@ def run_active_learning(
         None if state is None else state.path,
         results_json,
         progress.excluded,
+        timer.as_dict(),
     )
 
 
@@ -566,7 +582,8 @@ def _iteration_line(strategy: str, config: ALConfig, record: IterationRecord) ->
         f"[{strategy}] iteration {record.iteration}/{config.al_iter}: {record.labelled} labelled "
         f"({record.labelled_real} real, {record.labelled_fake} fake{left_out}), val acc "
         f"{record.val_acc:.4f} AP {record.val_ap:.4f}, query {record.query_seconds:.2f} s, "
-        f"train {record.train_seconds:.2f} s ({record.epochs} epochs)"
+        f"train {record.train_seconds:.2f} s ({record.epochs} epochs), "
+        f"validate {record.validate_seconds:.2f} s"
     )
 
 
@@ -590,10 +607,11 @@ def _record(
         val_acc=float(outcome.validation["acc"]),
         val_ap=float(outcome.validation["ap"]),
         query_seconds=query_seconds,
-        train_seconds=outcome.seconds,
+        train_seconds=outcome.training_seconds,
         epochs=outcome.epochs,
         lr_drops=outcome.lr_drops,
         train_loss=outcome.loss,
         unreadable=int(unreadable),
         validation=outcome.validation,
+        validate_seconds=outcome.validation_seconds,
     )

@@ -13,7 +13,7 @@ baseline dashed. Label 0 is real, 1 is fake.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ class IterationRecord:
     queried: int
     val_acc: float
     val_ap: float
-    query_seconds: float
-    train_seconds: float
+    query_seconds: float  # MC-dropout passes, scoring and selection
+    train_seconds: float  # the round's training epochs (validation not included)
     epochs: int
     lr_drops: int
     train_loss: float | None
@@ -52,6 +52,7 @@ class IterationRecord:
     stopped_early: bool = False  # the rate fell below the floor: the last iteration
     validation: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    validate_seconds: float = 0.0  # the round's validation
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +68,7 @@ CSV_COLUMNS = [
     "val_ap",
     "query_seconds",
     "train_seconds",
+    "validate_seconds",
     "epochs",
     "lr_drops",
     "lr",
@@ -80,8 +82,10 @@ def run_summary(
     config: ALConfig,
     history: Sequence[dict[str, Any]],
     unreadable: Sequence[int] = (),
+    phase_seconds: Mapping[str, float] | None = None,
 ) -> dict:
-    """The JSON document of one run; ``unreadable``: pool indices left out as unreadable."""
+    """The JSON document of one run; ``unreadable``: pool indices left out as unreadable;
+    ``phase_seconds``: wall time per phase so far in this process (:class:`PhaseTimes`)."""
     uses = config.true_label_uses
     return {
         "strategy": strategy,
@@ -101,6 +105,7 @@ def run_summary(
         "history": list(history),
         "final": history[-1] if history else None,
         "stopped_early": bool(history and history[-1].get("stopped_early")),
+        "phase_seconds": {k: round(float(v), 3) for k, v in (phase_seconds or {}).items()},
     }
 
 
@@ -127,13 +132,16 @@ def write_results(
     config: ALConfig,
     history: Sequence[dict[str, Any]],
     unreadable: Sequence[int] = (),
+    phase_seconds: Mapping[str, float] | None = None,
 ) -> Path:
     """Write the JSON, the CSV and the learning curve of one run; return the JSON's path.
 
-    ``unreadable``: pool indices left out as unreadable (counted and listed in the JSON)."""
+    ``unreadable``: pool indices left out as unreadable (counted and listed in the JSON);
+    ``phase_seconds``: wall time per phase (in the JSON)."""
     out_dir = Path(out_dir)
     json_path = out_dir / RESULTS_JSON
-    atomic_write_json(json_path, run_summary(strategy, config, history, unreadable))
+    summary = run_summary(strategy, config, history, unreadable, phase_seconds)
+    atomic_write_json(json_path, summary)
     atomic_write_text(out_dir / HISTORY_CSV, history_csv(history))
     plot_learning_curve(json_path, out_dir / CURVE_PNG)
     return json_path

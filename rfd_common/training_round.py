@@ -136,6 +136,7 @@ class RoundState:
     best_validation: dict[str, float] = field(default_factory=dict)
     best_snapshot: Any = None
     stopped: bool = False  # the learning rate fell below the floor
+    validation_seconds: float = 0.0  # time spent in ``validate`` so far (part of the round's)
 
     @classmethod
     def start(cls, config: RoundConfig) -> RoundState:
@@ -169,10 +170,16 @@ class RoundResult:
     epochs: int
     lr_drops: int
     loss: float | None  # mean training loss over the round's epochs; None without any
-    seconds: float
+    seconds: float  # the whole round: training epochs and validation
     stopped: bool
     weights: np.ndarray | None  # the loss weights of the last epoch (after their decay)
     state: RoundState
+    validation_seconds: float = 0.0  # the part of ``seconds`` spent validating (this process)
+
+    @property
+    def training_seconds(self) -> float:
+        """The part of ``seconds`` spent outside validation: the epochs themselves."""
+        return max(self.seconds - self.validation_seconds, 0.0)
 
 
 EpochSeed = Callable[[int], int]
@@ -180,12 +187,16 @@ Reweight = Callable[[np.ndarray], np.ndarray]
 EpochHook = Callable[[RoundState, EpochReport], None]
 
 
-def validate(model: RoundModel) -> dict[str, float]:
-    """The model's validation as plain floats; KeyError without ``acc`` or ``ap``."""
+def validate(model: RoundModel, state: RoundState | None = None) -> dict[str, float]:
+    """The model's validation as plain floats; KeyError without ``acc`` or ``ap``. With
+    ``state``, the time it takes is added to ``state.validation_seconds``."""
+    began = time.perf_counter()
     metrics = {str(k): float(v) for k, v in dict(model.validate()).items()}
     missing = set(METRICS) - set(metrics)
     if missing:
         raise KeyError(f"validate() must return 'acc' and 'ap'; missing {sorted(missing)}")
+    if state is not None:
+        state.validation_seconds += time.perf_counter() - began
     return metrics
 
 
@@ -208,6 +219,7 @@ def train_round(
     """
     start = time.perf_counter()
     state = state if state is not None else RoundState.start(config)
+    validated_before = state.validation_seconds
     current = None if weights is None else np.array(weights, dtype=np.float64)
     for _ in range(1, state.epoch):  # a continued round: the decay of the epochs done
         current = _reweighted(current, reweight)
@@ -229,6 +241,7 @@ def train_round(
         stopped=state.stopped,
         weights=current,
         state=state,
+        validation_seconds=state.validation_seconds - validated_before,
     )
 
 
@@ -254,7 +267,7 @@ def _train_epoch(
     record = {"epoch": state.epoch, "loss": loss}
     best = dropped = False
     if config.patience:
-        metrics = validate(model)
+        metrics = validate(model, state)
         record.update(val_acc=metrics["acc"], val_ap=metrics["ap"])
         best, dropped = _judge(model, config, state, metrics)
     record.update(lr=lr, seconds=round(time.perf_counter() - began, 2))
@@ -281,7 +294,7 @@ def _judge(
 def _finish(model: RoundModel, config: RoundConfig, state: RoundState) -> dict[str, float]:
     """Leave the model in the round's result and return that result's validation."""
     if not config.patience or state.best_snapshot is None:
-        return validate(model)  # no early stopping (or no epoch): the last state
+        return validate(model, state)  # no early stopping (or no epoch): the last state
     if state.best_epoch != state.epoch:
         model.restore(state.best_snapshot)
     return dict(state.best_validation)

@@ -6,7 +6,7 @@ to turn their inputs into logits. The training loop does not care which one it h
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -49,17 +49,45 @@ def _order(indices: np.ndarray, shuffle_seed: int | None, epoch: int) -> np.ndar
 
 
 class ImageSource:
-    """Batches of decoded images; unreadable images are dropped and remembered."""
+    """Batches of decoded images; unreadable images are dropped and remembered.
 
-    def __init__(self, dataset: ManifestImageDataset, device: str, num_workers: int = 0):
+    Without workers (``num_workers`` 0) batches are assembled here, item by item, from the
+    dataset's decoded-image cache (each image is decoded once, then only its view is cut every
+    epoch); with workers a DataLoader spreads the decoding over them. Batches are handed to the
+    model in ``memory_format`` (channels-last by default: the faster layout of CPU and GPU
+    convolutions; the values are the same).
+    """
+
+    def __init__(
+        self,
+        dataset: ManifestImageDataset,
+        device: str,
+        num_workers: int = 0,
+        memory_format: torch.memory_format = torch.channels_last,
+    ):
         self.dataset = dataset
         self.device = device
         self.num_workers = num_workers
+        self.memory_format = memory_format
         self.labels = np.array([r.label for r in dataset.rows])
         self.unreadable: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def _item_batches(
+        self, order: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """What a DataLoader without workers yields, without its per-item machinery."""
+        for start in range(0, len(order), batch_size):
+            items = [self.dataset[int(i)] for i in order[start : start + batch_size]]
+            images, labels, index, ok = zip(*items, strict=True)
+            yield (
+                torch.stack(images),
+                torch.tensor(labels, dtype=torch.int64),
+                torch.tensor(index, dtype=torch.int64),
+                torch.tensor(ok, dtype=torch.bool),
+            )
 
     def batches(
         self, indices: np.ndarray, batch_size: int, epoch: int, shuffle_seed: int | None
@@ -67,15 +95,22 @@ class ImageSource:
         if hasattr(self.dataset.make_view, "epoch"):
             self.dataset.make_view.epoch = epoch  # type: ignore[attr-defined]
         order = _order(indices, shuffle_seed, epoch)
-        loader = DataLoader(
-            Subset(self.dataset, order.tolist()),
-            batch_size=batch_size,
-            num_workers=self.num_workers,
-        )
+        if self.num_workers:
+            loader: Iterable = DataLoader(
+                Subset(self.dataset, order.tolist()),
+                batch_size=batch_size,
+                num_workers=self.num_workers,
+            )
+        else:
+            loader = self._item_batches(order, batch_size)
         for images, labels, index, ok in loader:
             self.unreadable.update(index[~ok].tolist())
             if ok.any():
-                yield Batch(images[ok].to(self.device), labels[ok], index[ok].numpy())
+                inputs = images if bool(ok.all()) else images[ok]
+                yield Batch(self._to_device(inputs), labels[ok], index[ok].numpy())
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device).contiguous(memory_format=self.memory_format)
 
     def logits(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor:
         return detector(inputs)

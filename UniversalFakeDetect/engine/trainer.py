@@ -6,6 +6,12 @@ It is the model of the one training round (:mod:`rfd_common.training_round`: ``t
 training and, through the same methods plus ``mc_probabilities`` and ``state_dict``, as the
 active-learning learner: there is no second training loop. The loss is
 :func:`active_learning.weighted_loss.weighted_bce_with_logits`, the one weighted BCE.
+
+Speed: when images pass through the backbone (an :class:`ImageSource`), the detector is kept
+in the channels-last memory format, as the source hands over its batches (the same values, a
+faster layout for convolutions on CPU and GPU), and everything that needs no gradient
+(validation, tests, the MC-dropout pool features) runs under ``torch.inference_mode`` in larger
+batches (:data:`EVAL_BATCH_FACTOR` times the training batch).
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from tqdm.auto import tqdm
 
 from active_learning.mc_dropout import draw_masks, linear_head_probabilities
 from active_learning.weighted_loss import weighted_bce_with_logits
-from UniversalFakeDetect.engine.sources import BatchSource, FeatureSource
+from UniversalFakeDetect.engine.sources import BatchSource, FeatureSource, ImageSource
 from UniversalFakeDetect.models.detector import Detector
 
+EVAL_BATCH_FACTOR = 4  # batches without gradients: this many times the training batch
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel
 
-@torch.no_grad()
+
+@torch.inference_mode()
 def predict(
     detector: Detector, source: BatchSource, batch_size: int, indices: np.ndarray | None = None
 ) -> np.ndarray:
@@ -52,7 +61,14 @@ class DetectorTrainer:
         weight_decay: float = 0.0,
         batch_size: int = 64,
         progress: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
+        """``channels_last``: keep the detector in that memory format (default: when the
+        training batches are images, i.e. the backbone runs on them)."""
+        if channels_last is None:
+            channels_last = isinstance(train_source, ImageSource)
+        if channels_last:
+            detector.to(memory_format=torch.channels_last)
         self.detector = detector
         self.train_source = train_source
         self.val_source = val_source
@@ -84,7 +100,13 @@ class DetectorTrainer:
         self.load_model_state(snapshot)
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.detector.trainable_parameters(), **self._optimiser_args)
+        """AdamW; its fused kernel where every parameter allows it (the same update as the
+        per-tensor loop up to float rounding, several times faster on CPU)."""
+        parameters = list(self.detector.trainable_parameters())
+        fused = all(
+            p.is_floating_point() and p.device.type in FUSED_ADAMW_DEVICES for p in parameters
+        )
+        return torch.optim.AdamW(parameters, fused=fused or None, **self._optimiser_args)
 
     # -- the learner interface ------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -142,7 +164,7 @@ class DetectorTrainer:
 
     def predict(self, source: BatchSource, indices: np.ndarray | None = None) -> np.ndarray:
         """P(fake) for ``indices`` of ``source`` (NaN for unreadable items), dropout off."""
-        return predict(self.detector, source, self.batch_size * 4, indices)
+        return predict(self.detector, source, self.batch_size * EVAL_BATCH_FACTOR, indices)
 
     def validate(self) -> dict[str, float]:
         """Accuracy and AP on the validation items (unreadable ones skipped)."""
@@ -156,7 +178,7 @@ class DetectorTrainer:
             "ap": float(average_precision_score(labels, probs)) if both else 0.0,
         }
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
         """[passes, len(indices)] P(fake) with dropout on in the head, all else in eval mode.
 
@@ -174,7 +196,8 @@ class DetectorTrainer:
         features = np.full((len(indices), self.detector.width), np.nan, dtype=np.float32)
         position = {int(i): p for p, i in enumerate(indices)}
         self.detector.eval()
-        for batch in source.batches(indices, self.batch_size * 4, 0, shuffle_seed=None):
+        batch_size = self.batch_size * EVAL_BATCH_FACTOR
+        for batch in source.batches(indices, batch_size, 0, shuffle_seed=None):
             rows = [position[int(i)] for i in batch.indices]
             features[rows] = source.features(self.detector, batch.inputs).float().cpu().numpy()
         return linear_head_probabilities(features, weight, bias, masks)

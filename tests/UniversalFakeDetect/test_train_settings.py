@@ -28,11 +28,18 @@ def test_named_demo_preset_is_the_implicit_demo() -> None:
         assert implicit.is_demo and named.is_demo
         assert named.to_dict() == implicit.to_dict()
         assert named.run.preset == implicit.run.preset == "demo"
-    al = settings("--use_active_learning").active_learning
+    resolved = settings("--use_active_learning")
+    al = resolved.active_learning
     demo = PRESETS["demo"].active_learning
-    assert al is not None and {k: getattr(al, k) for k in demo} == {
+    assert al is not None
+
+    def value(name: str) -> object:  # the active-learning part may also set a detector field
+        return getattr(al, name) if hasattr(al, name) else getattr(resolved.optim, name)
+
+    assert {k: value(k) for k in demo} == {
         k: ALConfig(acq_func=v).acq_func if k == "acq_func" else v for k, v in demo.items()
     }
+    assert resolved.optim.lr == 5e-4 and settings().optim.lr == 1e-3  # the rounds' own LR
 
 
 def test_general_defaults_outside_the_demo(tmp_path) -> None:

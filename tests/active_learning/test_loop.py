@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -319,6 +320,39 @@ def test_hook_extras_are_recorded(tmp_path: Path) -> None:
     assert "test_acc" in (tmp_path / HISTORY_CSV).read_text().splitlines()[0]
 
 
+class TimedLearner(ScriptedLearner):
+    """Training, validation and MC-dropout passes take known times."""
+
+    def train_epoch(self, indices: np.ndarray, weights: np.ndarray, seed: int) -> float:
+        time.sleep(0.01)
+        return super().train_epoch(indices, weights, seed)
+
+    def validate(self) -> dict[str, float]:
+        time.sleep(0.005)
+        return super().validate()
+
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        time.sleep(0.003)
+        return super().mc_probabilities(indices, passes, seed)
+
+
+def test_the_run_records_its_time_per_phase(tmp_path: Path) -> None:
+    labels = np.array([0, 1] * 20)
+    config = ALConfig(num_samples_per_class=2, query=3, al_iter=2, al_niter_warmup=2, niter=1)
+    result = run_active_learning(TimedLearner(40), labels, config, tmp_path, log=None)
+    timings = result.timings
+    assert set(timings) == {"setup", "training", "queries", "validation", "saving"}
+    assert timings["training"] >= 0.01 * 4  # 2 warm-up epochs, then 1 per iteration
+    assert timings["validation"] >= 0.005 * 3 and timings["queries"] >= 0.003 * 2
+    history = result.history
+    for phase, key in (("training", "train"), ("validation", "validate"), ("queries", "query")):
+        assert sum(r[f"{key}_seconds"] for r in history) == pytest.approx(timings[phase])
+    assert all(r["train_seconds"] >= 0.01 and r["validate_seconds"] >= 0.005 for r in history)
+    saved = json.loads((tmp_path / RESULTS_JSON).read_text())["phase_seconds"]
+    assert set(saved) == set(timings) and saved["training"] > 0
+    assert "validate_seconds" in (tmp_path / HISTORY_CSV).read_text().splitlines()[0]
+
+
 # --- resume ----------------------------------------------------------------------------------
 
 DIGITS_CONFIG = dict(
@@ -343,9 +377,7 @@ def digits_learner(task) -> MLPLearner:
 
 
 def comparable(history: list[dict]) -> list[dict]:
-    return [
-        {k: v for k, v in r.items() if k not in ("query_seconds", "train_seconds")} for r in history
-    ]
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in history]
 
 
 @pytest.fixture(scope="module")

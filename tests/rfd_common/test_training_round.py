@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 from typing import Any
 
 import numpy as np
@@ -272,3 +273,30 @@ def test_configuration_and_validation_errors() -> None:
     with pytest.raises(KeyError, match="ap"):
         train_round(NoAP([0.5]), RoundConfig(epochs=1, patience=1))
     assert isinstance(ScriptedModel([0.5]), RoundModel)
+
+
+class SlowValidation(ScriptedModel):
+    """Validation takes measurable time; training takes none."""
+
+    def validate(self) -> dict[str, float]:
+        time.sleep(0.02)
+        return super().validate()
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_the_round_says_how_long_it_validated(patience: int) -> None:
+    """Validated once (patience 0) or after each of 3 epochs: the validation time is counted
+    apart from the round's training time, and a continued round counts only its own."""
+    model = SlowValidation([0.5, 0.6, 0.7])
+    result = train_round(model, RoundConfig(epochs=3, patience=patience))
+    validations = 1 if patience == 0 else 3
+    assert model.validations == validations
+    assert result.validation_seconds >= 0.02 * validations
+    assert result.validation_seconds <= result.seconds
+    assert result.training_seconds == pytest.approx(result.seconds - result.validation_seconds)
+    before = result.state.validation_seconds
+    again = train_round(model, RoundConfig(epochs=3, patience=patience), state=result.state)
+    # nothing left to train: validated again without early stopping, else the best kept
+    assert model.validations == validations + (patience == 0)
+    assert (again.validation_seconds >= 0.02) == (patience == 0)
+    assert again.state.validation_seconds == pytest.approx(before + again.validation_seconds)
