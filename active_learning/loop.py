@@ -415,65 +415,98 @@ def run_active_learning(
     strategy = strategy or config.acq_func
     if strategy == ALL:
         raise ConfigError("--acq_func 0 runs several strategies: use compare.run_strategies")
-    acquisition = get_acquisition(strategy)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
         raise ValueError("labels must be a one-dimensional array of 0 (real) and 1 (fake)")
-    say = log or (lambda _: None)
-    state = (
-        None
-        if out_dir is None
-        else _StateFile(Path(out_dir) / STATE_FILE, config, strategy, labels)
-    )
-    timer = PhaseTimes()
-    with timer("setup"):
-        progress = _open(learner, labels, config, state if resume else None, strategy, say)
-    results_json = None
-    for iteration in range(_first_iteration(progress, config, strategy, say), config.al_iter + 1):
+    run = _Run(learner, labels, config, strategy, out_dir, on_iteration, log or (lambda _: None))
+    with run.timer("setup"):
+        run.progress = _open(
+            learner, labels, config, run.state if resume else None, strategy, run.say
+        )
+    first = _first_iteration(run.progress, config, strategy, run.say)
+    for iteration in range(first, config.al_iter + 1):
+        if not run.iteration(iteration):
+            break
+    return run.result()
+
+
+class _Run:
+    """One strategy's run in this process: the iterations, their timing, saving and result."""
+
+    def __init__(
+        self, learner: Learner, labels: np.ndarray, config: ALConfig, strategy: str,
+        out_dir: Path | None, on_iteration: IterationHook | None, say: Log,
+    ) -> None:  # fmt: skip
+        self.learner, self.labels, self.config, self.strategy = learner, labels, config, strategy
+        self.acquisition = get_acquisition(strategy)
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.state = (
+            None
+            if self.out_dir is None
+            else _StateFile(self.out_dir / STATE_FILE, config, strategy, labels)
+        )
+        self.on_iteration, self.say = on_iteration, say
+        self.timer = PhaseTimes()
+        self.progress: _Progress
+        self.results_json: Path | None = None
+
+    def iteration(self, iteration: int) -> bool:
+        """Query (after the warm-up), train, record and save one iteration; whether to go on."""
+        progress, config = self.progress, self.config
         new, query_seconds = NO_INDICES, 0.0
         if iteration > 0:
             began = time.perf_counter()
-            new, found = _query_and_label(learner, labels, progress, config, acquisition, iteration)
+            new, found = _query_and_label(
+                self.learner, self.labels, progress, config, self.acquisition, iteration
+            )
             query_seconds = time.perf_counter() - began
-            timer.add("queries", query_seconds)
+            self.timer.add("queries", query_seconds)
             if found:
-                say(f"[{strategy}] {found} more unreadable pool images left out")
+                self.say(f"[{self.strategy}] {found} more unreadable pool images left out")
             if new.size == 0:
-                say(f"[{strategy}] the pool is exhausted after iteration {iteration - 1}")
-                break
-        record, note = _train_and_record(learner, labels, progress, config, iteration, new.size)
+                self.say(f"[{self.strategy}] the pool is exhausted after iteration {iteration - 1}")
+                return False
+        record, note = _train_and_record(
+            self.learner, self.labels, progress, config, iteration, new.size
+        )
         record.query_seconds = query_seconds
-        timer.add("training", record.train_seconds)
-        timer.add("validation", record.validate_seconds)
-        if on_iteration is not None:
-            with timer("hook"):
-                record.extra.update(_plain(on_iteration(record, learner) or {}))
+        self.timer.add("training", record.train_seconds)
+        self.timer.add("validation", record.validate_seconds)
+        if self.on_iteration is not None:
+            with self.timer("hook"):
+                record.extra.update(_plain(self.on_iteration(record, self.learner) or {}))
         progress.history.append(_plain(record.to_dict()))
         progress.next_iteration = iteration + 1
-        if state is not None:
-            with timer("saving"):
-                state.save(progress, iteration, learner)
-                results_json = write_results(
-                    out_dir, strategy, config, progress.history, progress.excluded,
-                    timer.as_dict(),
-                )  # fmt: skip
-        say(_iteration_line(strategy, config, record) + note)
-        if progress.stopped:
-            break
-    if out_dir is not None and results_json is None and progress.history:  # nothing left to run
-        results_json = write_results(
-            out_dir, strategy, config, progress.history, progress.excluded, timer.as_dict()
+        if self.state is not None:
+            with self.timer("saving"):
+                self.state.save(progress, iteration, self.learner)
+                self._write_results()
+        self.say(_iteration_line(self.strategy, config, record) + note)
+        return not progress.stopped
+
+    def _write_results(self) -> None:
+        assert self.out_dir is not None
+        progress = self.progress
+        self.results_json = write_results(
+            self.out_dir, self.strategy, self.config, progress.history, progress.excluded,
+            self.timer.as_dict(),
+        )  # fmt: skip
+
+    def result(self) -> LoopResult:
+        """The run's result; results are written even when nothing was left to run."""
+        progress = self.progress
+        if self.out_dir is not None and self.results_json is None and progress.history:
+            self._write_results()
+        return LoopResult(
+            self.strategy,
+            progress.labelled,
+            progress.weights,
+            progress.history,
+            None if self.state is None else self.state.path,
+            self.results_json,
+            progress.excluded,
+            self.timer.as_dict(),
         )
-    return LoopResult(
-        strategy,
-        progress.labelled,
-        progress.weights,
-        progress.history,
-        None if state is None else state.path,
-        results_json,
-        progress.excluded,
-        timer.as_dict(),
-    )
 
 
 def _open(
