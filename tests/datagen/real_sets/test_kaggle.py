@@ -81,13 +81,18 @@ def test_the_real_kaggle_client_imports_and_authenticates_offline(tmp_path: Path
     assert result.stdout.split() == ["kaggle.api.kaggle_api_extended", "KaggleApi", "someone"]
 
 
+def without_kaggle_credentials(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Kaggle key in the environment, and an empty home (no ~/.kaggle/kaggle.json)."""
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+
+
 def test_missing_kaggle_credentials_say_how_to_set_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    without_kaggle_credentials(tmp_path, monkeypatch)
     assert not has_credentials()
     with pytest.raises(UserError, match="KAGGLE_USERNAME") as excinfo:
         KaggleApiClient().download(FFHQ, tmp_path / "dl")
@@ -157,10 +162,7 @@ def test_every_problem_of_every_source_is_reported_before_anything_starts(
 def test_a_dry_run_checks_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    without_kaggle_credentials(tmp_path, monkeypatch)
     afhq = tmp_path / "afhq.zip"
     argv = [
         "--local_dataset_path",
