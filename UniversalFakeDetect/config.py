@@ -127,6 +127,7 @@ class RunConfig:
     gpu_ids: tuple[int, ...] | None = field(default=None, metadata=RESUMABLE)
     restart: bool = field(default=False, metadata=RESUMABLE)
     preset: str | None = field(default=None, metadata=RESUMABLE)
+    dist_timeout: float = field(default=30.0, metadata=RESUMABLE)  # minutes, under torchrun
 
 
 @dataclass(frozen=True)

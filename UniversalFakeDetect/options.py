@@ -198,6 +198,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items())
         + ". demo is used automatically on the demo dataset",
     )
+    group.add_argument(
+        "--dist_timeout",
+        type=float,
+        help="under torchrun: minutes a rank waits for the others at a collective before the "
+        "job fails (30); a rank that dies ends the job at once",
+    )
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:

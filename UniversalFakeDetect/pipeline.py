@@ -227,12 +227,14 @@ def evaluate_and_report(
     training_sources: set[str] | None,
     batch_size: int = 256,
     root: Path | None = None,
+    probs: np.ndarray | None = None,
 ) -> EvaluationResult:
-    """Predict, compute per-source metrics, write every result file and plot, print the table.
+    """Predict (unless ``probs`` are given), compute per-source metrics, write every result file
+    and plot, print the table.
 
     Images that could not be read are left out of the metrics and named, with the reason when
     ``root`` is given, on stderr and in ``unreadable.csv``."""
-    probs = predict(detector, source, batch_size)
+    probs = predict(detector, source, batch_size) if probs is None else probs
     keep = np.isfinite(probs)
     kept_rows = [r for r, k in zip(rows, keep, strict=True) if k]
     result = evaluate_predictions(

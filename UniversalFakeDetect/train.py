@@ -8,6 +8,7 @@ same --name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -50,10 +51,36 @@ def check_combinations(settings: TrainSettings) -> None:
     cache = settings.cache
     if cache.extract_features_only and (not settings.model.fix_backbone or cache.no_cache):
         raise UserError("--extract_features_only needs --fix_backbone (and no --no_cache)")
-    if Shard.from_env() is not None and not cache.extract_features_only:
+    shard = Shard.from_env()
+    if shard is not None and not cache.extract_features_only:
+        check_distributed_training(settings, shard)
+
+
+def check_distributed_training(settings: TrainSettings, shard: Shard) -> None:
+    """What training under torchrun cannot do (yet), said before any work."""
+    if settings.run.gpu_ids is not None:
         raise UserError(
-            "under torchrun only --extract_features_only is supported: extract the features "
-            "with torchrun, then train in one process (it reads the cache)"
+            "--gpu_ids: under torchrun each rank takes the GPU of its LOCAL_RANK; drop "
+            "--gpu_ids and choose GPUs with CUDA_VISIBLE_DEVICES and --nproc_per_node"
+        )
+    if settings.active_learning is not None:
+        raise UserError(
+            "active learning under torchrun is not supported yet: run it in one process "
+            "(with --fix_backbone, extract the features first with torchrun "
+            "--extract_features_only)"
+        )
+    if settings.model.fix_backbone and not settings.cache.no_cache:
+        raise UserError(
+            "--fix_backbone under torchrun: extract the features with torchrun "
+            "--extract_features_only, then train the linear head in one process (it reads the "
+            "cache; one process is faster than DDP for a head of a few thousand weights)"
+        )
+    if settings.run.dist_timeout <= 0:
+        raise UserError(f"--dist_timeout {settings.run.dist_timeout}: must be positive (minutes)")
+    if settings.optim.batch_size < shard.world:
+        raise UserError(
+            f"--batch_size {settings.optim.batch_size}: the global batch is split over "
+            f"{shard.world} ranks; give at least {shard.world}"
         )
 
 
@@ -172,6 +199,9 @@ def resume_key(settings: TrainSettings, data: PreparedData, detector: Detector) 
         "data_root": str(data.root),
         "definition": detector.definition,
     }
+    shard = Shard.from_env()
+    if shard is not None:  # another world size draws other dropout masks: no exact resume
+        key["world_size"] = shard.world
     return canonical_json(key)
 
 
@@ -184,12 +214,13 @@ def extract_only(
     Under torchrun every rank extracts its share into its own shard files; after a barrier,
     rank 0 merges them into the caches.
     """
+    from UniversalFakeDetect.engine.distributed import end_process_group, init_process_group
     from UniversalFakeDetect.features.cache import merge_shards
     from UniversalFakeDetect.pipeline import feature_cache
 
     shard = Shard.from_env()
-    if shard is not None:
-        _init_distributed(device)
+    if shard is not None:  # ranks wait for the slowest at the end: allow hours of extraction
+        init_process_group(device, timedelta(hours=48))
     parts = {"train": data.train_rows, "holdout": data.holdout_rows, "test": data.test_rows}
     caches = []
     for name, rows in parts.items():
@@ -216,25 +247,13 @@ def extract_only(
         if shard.rank == 0:
             merged = sum(merge_shards(cache) for cache in caches)
             print(f"merged {merged} rows from {shard.world} ranks")
-        dist.barrier()
-        dist.destroy_process_group()
+        end_process_group()
     if shard is None or shard.rank == 0:
         for name, cache in zip(parts, caches, strict=True):
             state = "complete" if cache.complete else "INCOMPLETE"
             size = f"{len(cache.paths)} images x {cache.views} views"
             print(f"{name} features: {size}, {state}: {cache.folder}")
     return 0
-
-
-def _init_distributed(device: str) -> None:
-    import torch
-    import torch.distributed as dist
-
-    if device.startswith("cuda"):
-        torch.cuda.set_device(device)
-    # ranks wait for the slowest at the end: allow for hours of extraction
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(hours=48))
 
 
 def _tensorboard(log_dir: Path) -> tuple[Any, Any]:
@@ -264,11 +283,13 @@ def train_normally(
 
     optim, run = settings.optim, settings.run
     checkpoint_dir = Path(run.checkpoints_dir) / run.name
+    writes = trainer.shard is None or trainer.shard.is_main  # rank 0 alone writes
 
     def save(path: Path, **extra: Any) -> None:
-        save_checkpoint(trainer.detector, path, **header, **extra)
+        if writes:
+            save_checkpoint(trainer.detector, path, **header, **extra)
 
-    writer, log = _tensorboard(checkpoint_dir / "tensorboard")
+    writer, log = _tensorboard(checkpoint_dir / "tensorboard") if writes else (None, None)
     fit_config = FitConfig(
         niter=optim.niter,
         seed=run.seed,
@@ -280,7 +301,9 @@ def train_normally(
     run_key = resume_key(settings, data, trainer.detector)
     start = time.perf_counter()
     with times("training"):  # validations and checkpoints included
-        state = fit(trainer, fit_config, checkpoint_dir, save, log, not run.restart, run_key)
+        state = fit(
+            trainer, fit_config, checkpoint_dir, save, log, not run.restart, run_key, writes
+        )
     if writer is not None:
         writer.close()
     info = {"train_seconds": round(time.perf_counter() - start, 1)}
@@ -307,6 +330,9 @@ def report_normal_run(
     threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
     best_path = Path(run.checkpoints_dir) / run.name / "model_best.safetensors"
     save(best_path, threshold=threshold, best_epoch=info["best_epoch"])
+    test_probs = trainer.predict(sources["test"])  # every rank its share, gathered
+    if trainer.shard is not None and not trainer.shard.is_main:
+        return 0
     info = {
         "name": run.name, "arch": model.arch, "weights": model.weights,
         "fix_backbone": model.fix_backbone, "preset": run.preset, "data_root": str(data.root),
@@ -319,7 +345,7 @@ def report_normal_run(
     result = evaluate_and_report(
         trainer.detector, sources["test"], data.test_rows, folder, info,
         tuned_threshold=threshold, training_sources={r.source for r in data.train_rows},
-        root=data.root,
+        root=data.root, probs=test_probs,
     )  # fmt: skip
     report_unreadable([(name, sources[name]) for name in ("train", "holdout", "test")])
     seen = result.summary.get("mean_ap_seen")
@@ -341,8 +367,11 @@ def run_training(settings: TrainSettings) -> int:
 
 
 def _run_phases(settings: TrainSettings, times: PhaseTimes) -> int:
-    from UniversalFakeDetect import al_training
-    from UniversalFakeDetect.engine.trainer import DetectorTrainer
+    from UniversalFakeDetect.engine.distributed import (
+        end_process_group,
+        init_process_group,
+        main_rank_first,
+    )
     from UniversalFakeDetect.pipeline import SourceOptions, resolve_cache_views
 
     check_combinations(settings)
@@ -350,8 +379,15 @@ def _run_phases(settings: TrainSettings, times: PhaseTimes) -> int:
         applied = " ".join(settings.applied)
         print(f"{settings.run.preset} preset: {applied} (flags you give win)", file=sys.stderr)
     device = choose_run_device(settings)
-    with times("data"):
+    shard = None if settings.cache.extract_features_only else Shard.from_env()
+    if shard is not None:
+        init_process_group(device, timedelta(minutes=settings.run.dist_timeout))
+    with times("data"), main_rank_first(shard):  # the demo dataset is generated once
         data = prepare_data(settings)
+    if shard is not None and len(data.train_rows) < shard.world:
+        raise UserError(
+            f"{len(data.train_rows)} training images for {shard.world} ranks: start fewer ranks"
+        )
     views, views_note = resolve_cache_views(settings, data.transform)
     if views_note:
         print(views_note, file=sys.stderr)
@@ -363,6 +399,23 @@ def _run_phases(settings: TrainSettings, times: PhaseTimes) -> int:
             return extract_only(detector, data, options, settings, device)
     with times("features"):
         sources = build_sources(detector, data, options, settings, device)
+    code = _train(settings, data, detector, sources, views, times, shard)
+    end_process_group()  # not after a failure: torchrun ends the other ranks then
+    return code
+
+
+def _train(
+    settings: TrainSettings, data: PreparedData, detector: Detector, sources: dict[str, Any],
+    views: int, times: PhaseTimes, shard: Shard | None,
+) -> int:  # fmt: skip
+    """Normal or active-learning training on the built sources; under torchrun every image
+    source serves this rank's share of each batch."""
+    from UniversalFakeDetect import al_training
+    from UniversalFakeDetect.engine.trainer import DetectorTrainer
+
+    if shard is not None:
+        for name in ("train", "holdout", "test"):
+            sources[name].shard = shard
     optim = settings.optim
     trainer = DetectorTrainer(
         detector, sources["train"], sources["holdout"], lr=optim.lr, beta1=optim.beta1,
@@ -376,7 +429,12 @@ def _run_phases(settings: TrainSettings, times: PhaseTimes) -> int:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_training(parse_train_args(argv, __doc__))
+    settings = parse_train_args(argv, __doc__)
+    shard = Shard.from_env()
+    if shard is None or shard.is_main:
+        return run_training(settings)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return run_training(settings)  # rank 0 prints for the job; errors still reach stderr
 
 
 if __name__ == "__main__":

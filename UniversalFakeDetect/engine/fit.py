@@ -83,6 +83,7 @@ def fit(
     log_scalars: Callable[[dict[str, float], int], None] | None = None,
     resume: bool = True,
     run_key: str = "",
+    writes: bool = True,
 ) -> RoundState:
     """Train up to ``config.niter`` epochs; ``save_checkpoint(path)`` writes the current model.
 
@@ -90,16 +91,21 @@ def fit(
     every ``save_epoch_freq`` epochs and a resume state after every epoch; a rerun with
     ``resume`` continues after the last finished epoch. ``run_key`` names what must not change
     between a run and its resumption (arch, data, sizes...); a different key refuses to resume.
-    The trainer is left in the best epoch's weights.
+    The trainer is left in the best epoch's weights. ``writes`` False (the ranks but 0 under
+    torchrun): nothing is written or printed; every rank resumes from the same state file.
     """
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if writes:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     resume_path = checkpoint_dir / RESUME_NAME
     state = None
     if resume and resume_path.is_file():
         state = _load_resume(resume_path, trainer, run_key)
-        print(f"resuming {checkpoint_dir.name} after epoch {state.epoch}", file=sys.stderr)
+        if writes:
+            print(f"resuming {checkpoint_dir.name} after epoch {state.epoch}", file=sys.stderr)
 
     def after_epoch(state: RoundState, report: EpochReport) -> None:
+        if not writes:
+            return
         epoch = report.record["epoch"]
         if report.best:
             save_checkpoint(checkpoint_dir / BEST_NAME)

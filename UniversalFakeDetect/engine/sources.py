@@ -13,11 +13,14 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from UniversalFakeDetect.data.datasets import ManifestImageDataset
 from UniversalFakeDetect.features.cache import FeatureCache
+from UniversalFakeDetect.features.shard import Shard
 from UniversalFakeDetect.models.detector import Detector
+
+NO_ITEMS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -71,16 +74,18 @@ class ImageSource:
         self.memory_format = memory_format
         self.labels = np.array([r.label for r in dataset.rows])
         self.unreadable: set[int] = set()
+        # under torchrun: this rank's share of every batch (see :meth:`steps`)
+        self.shard: Shard | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def _item_batches(
-        self, order: np.ndarray, batch_size: int
+        self, steps: list[np.ndarray]
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """What a DataLoader without workers yields, without its per-item machinery."""
-        for start in range(0, len(order), batch_size):
-            items = [self.dataset[int(i)] for i in order[start : start + batch_size]]
+        for step in steps:
+            items = [self.dataset[int(i)] for i in step]
             images, labels, index, ok = zip(*items, strict=True)
             yield (
                 torch.stack(images),
@@ -89,25 +94,45 @@ class ImageSource:
                 torch.tensor(ok, dtype=torch.bool),
             )
 
+    def steps(self, order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """The items of each batch in ``order``: consecutive runs of ``batch_size`` (global
+        batches), or with a :attr:`shard` its part ``rank::world`` of each (maybe empty)."""
+        steps = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        if self.shard is not None:
+            steps = [step[self.shard.rank :: self.shard.world] for step in steps]
+        return steps
+
     def batches(
         self, indices: np.ndarray, batch_size: int, epoch: int, shuffle_seed: int | None
     ) -> Iterator[Batch]:
+        """One batch per step (:meth:`steps`), unreadable items dropped; one process skips
+        batches left empty, a shard yields them too so that its ranks stay in step."""
         if hasattr(self.dataset.make_view, "epoch"):
             self.dataset.make_view.epoch = epoch  # type: ignore[attr-defined]
-        order = _order(indices, shuffle_seed, epoch)
-        if self.num_workers:
-            loader: Iterable = DataLoader(
-                Subset(self.dataset, order.tolist()),
-                batch_size=batch_size,
-                num_workers=self.num_workers,
-            )
-        else:
-            loader = self._item_batches(order, batch_size)
-        for images, labels, index, ok in loader:
-            self.unreadable.update(index[~ok].tolist())
-            if ok.any():
-                inputs = images if bool(ok.all()) else images[ok]
-                yield Batch(self._to_device(inputs), labels[ok], index[ok].numpy())
+        steps = self.steps(_order(indices, shuffle_seed, epoch), batch_size)
+        full = [step.tolist() for step in steps if len(step)]
+        loader: Iterable = (
+            DataLoader(self.dataset, batch_sampler=full, num_workers=self.num_workers)
+            if self.num_workers
+            else self._item_batches([np.asarray(step) for step in full])
+        )
+        loaded = iter(loader)
+        for step in steps:
+            if len(step):
+                images, labels, index, ok = next(loaded)
+                self.unreadable.update(index[~ok].tolist())
+                if ok.any():
+                    inputs = images if bool(ok.all()) else images[ok]
+                    yield Batch(self._to_device(inputs), labels[ok], index[ok].numpy())
+                    continue
+            if self.shard is not None:
+                yield self.empty_batch()
+
+    def empty_batch(self) -> Batch:
+        """A batch of no image (a rank's share of a step can be empty)."""
+        size = self.dataset.crop_size
+        images = torch.zeros(0, 3, size, size)
+        return Batch(self._to_device(images), torch.zeros(0, dtype=torch.int64), NO_ITEMS)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device).contiguous(memory_format=self.memory_format)

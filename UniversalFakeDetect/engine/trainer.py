@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 
 from active_learning.mc_dropout import draw_masks, linear_head_probabilities
 from active_learning.weighted_loss import weighted_bce_with_logits
-from UniversalFakeDetect.engine.sources import BatchSource, FeatureSource, ImageSource
+from UniversalFakeDetect.engine.distributed import (
+    broadcast_buffers,
+    gather_shares,
+    sum_over_ranks,
+)
+from UniversalFakeDetect.engine.sources import Batch, BatchSource, FeatureSource, ImageSource
+from UniversalFakeDetect.features.shard import Shard
 from UniversalFakeDetect.models.detector import Detector
 
 EVAL_BATCH_FACTOR = 4  # batches without gradients: this many times the training batch
@@ -43,9 +49,26 @@ def predict(
     probs = np.full(len(indices), np.nan)
     detector.eval()
     for batch in source.batches(indices, batch_size, 0, shuffle_seed=None):
-        out = torch.sigmoid(source.logits(detector, batch.inputs)).float().cpu().numpy()
-        probs[[position[int(i)] for i in batch.indices]] = out
+        if len(batch.indices):
+            out = torch.sigmoid(source.logits(detector, batch.inputs)).float().cpu().numpy()
+            probs[[position[int(i)] for i in batch.indices]] = out
+    if shard_of(source) is not None:  # each rank predicted its share: gather the whole set
+        probs = gather_shares(probs)
     return probs
+
+
+def shard_of(source: BatchSource) -> Shard | None:
+    """The rank's share a source serves under torchrun (None: every item, one process)."""
+    return getattr(source, "shard", None)
+
+
+def _ddp(detector: Detector) -> torch.nn.Module:
+    """``detector`` in DistributedDataParallel (the process group must exist)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(detector.parameters()).device
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(detector, device_ids=device_ids)
 
 
 class DetectorTrainer:
@@ -70,10 +93,14 @@ class DetectorTrainer:
         if channels_last:
             detector.to(memory_format=torch.channels_last)
         self.detector = detector
+        self.shard = shard_of(train_source)
+        # what training batches pass through: the detector, or under torchrun its DDP wrapper
+        # (each rank a share of every batch, gradients averaged over the ranks)
+        self.model: torch.nn.Module = detector if self.shard is None else _ddp(detector)
         self.train_source = train_source
         self.val_source = val_source
         self.batch_size = batch_size
-        self.progress = progress
+        self.progress = progress and (self.shard is None or self.shard.is_main)
         self._initial_state = self.model_state()
         self._optimiser_args = {"lr": lr, "betas": (beta1, 0.999), "weight_decay": weight_decay}
         self.optimizer = self._new_optimizer()
@@ -149,18 +176,50 @@ class DetectorTrainer:
             leave=False,
         )
         for batch in bar:
-            logits = source.logits(self.detector, batch.inputs)
-            target = batch.labels.float().to(logits.device)
-            weight = torch.from_numpy(weight_of[batch.indices]).to(logits.device)
-            loss = weighted_bce_with_logits(logits, target, weight)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(target)
-            count += len(target)
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            step_loss = self._step(batch, weight_of)
+            if step_loss is not None:
+                total += step_loss * len(batch.indices)
+                count += len(batch.indices)
+                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         self.epochs_run += 1
+        if self.shard is not None:
+            broadcast_buffers(self.detector)
+            total, count = sum_over_ranks([total, count], self.device)
         return total / max(count, 1)
+
+    def _step(self, batch: Batch, weight_of: np.ndarray) -> float | None:
+        """One optimiser step on ``batch``; the batch's mean weighted loss (None: skipped).
+
+        Under torchrun the batch is this rank's share of a global batch: its loss is scaled so
+        that DDP's average of the ranks' gradients is the gradient of the mean over the whole
+        global batch, as one process computes it. A rank whose share is empty still takes part
+        (two blank images at weight 0: BatchNorm needs two in training), so that every rank
+        runs every step."""
+        count = len(batch.indices)
+        scale = 1.0
+        if self.shard is not None:
+            total = sum_over_ranks([count], self.device)[0]
+            if total == 0:
+                return None
+            scale = self.shard.world * max(count, 1) / total
+        elif count == 0:
+            return None
+        inputs, labels, weights = batch.inputs, batch.labels, weight_of[batch.indices]
+        if count == 0:  # an empty share: blank images that change no gradient
+            inputs = torch.zeros((2, *inputs.shape[1:]), device=inputs.device, dtype=inputs.dtype)
+            labels, weights = torch.zeros(2, dtype=torch.int64), np.zeros(2, dtype=np.float32)
+        logits = self.train_source.logits(self.model, inputs)  # type: ignore[arg-type]
+        target = labels.float().to(logits.device)
+        weight = torch.from_numpy(weights).to(logits.device)
+        loss = weighted_bce_with_logits(logits, target, weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * scale).backward()
+        self.optimizer.step()
+        return float(loss.item())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.detector.parameters()).device
 
     def predict(self, source: BatchSource, indices: np.ndarray | None = None) -> np.ndarray:
         """P(fake) for ``indices`` of ``source`` (NaN for unreadable items), dropout off."""

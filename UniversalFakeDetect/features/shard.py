@@ -1,4 +1,5 @@
-"""Which rows one of several extraction processes (torchrun ranks) computes."""
+"""Which rows one of several processes (torchrun ranks) computes: features to extract, or its
+share of every training and evaluation batch."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ class Shard:
 
     def rows(self, count: int) -> np.ndarray:
         return np.arange(self.rank, count, self.world)
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that writes checkpoints, states, logs and results."""
+        return self.rank == 0
 
     @property
     def stem(self) -> str:

@@ -138,15 +138,32 @@ def test_resume_state_of_other_settings_is_refused(tiny_root: Path, tmp_path: Pa
     assert run_train(tmp_path, *flags, "--dropout", "0.2", "--restart") == 0
 
 
-def test_extract_only_needs_a_frozen_backbone_and_torchrun_needs_it(
-    tiny_root: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_extract_only_needs_a_frozen_backbone(tiny_root: Path, tmp_path: Path, capsys) -> None:
     assert run_train(tmp_path, "--data_root", str(tiny_root), "--extract_features_only") == 2
     assert "--extract_features_only needs --fix_backbone" in capsys.readouterr().err
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    assert run_train(tmp_path, "--data_root", str(tiny_root), "--fix_backbone") == 2
-    assert "under torchrun only --extract_features_only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gpu_ids", "0"], "--gpu_ids: under torchrun each rank takes the GPU of its LOCAL_RANK"),
+        (["--fix_backbone"], "then train the linear head in one process"),
+        (["--use_active_learning"], "active learning under torchrun is not supported yet"),
+        (["--batch_size", "2"], "--batch_size 2: the global batch is split over 3 ranks"),
+        (["--dist_timeout", "0"], "--dist_timeout 0.0: must be positive"),
+    ],
+)
+def test_what_cannot_run_under_torchrun_is_refused_before_any_work(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, flags: list[str], message: str
+) -> None:
+    """Said in one line, exit 2, before the process group, the data or the model."""
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    argv = ["--data_root", str(tmp_path / "missing"), "--checkpoints_dir", str(tmp_path / "c")]
+    assert train.main([*argv, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "missing" not in err
+    assert not (tmp_path / "c").exists()
 
 
 def test_unwritable_output_folder_stops_before_training(
