@@ -80,6 +80,7 @@ class OptimConfig:
     min_lr: float = 1e-6
     save_epoch_freq: int = field(default=0, metadata=RESUMABLE)
     holdout_fraction: float = 0.1
+    sync_bn: bool = False  # under torchrun on GPUs: SyncBatchNorm
 
     def validate(self) -> OptimConfig:
         checks = [

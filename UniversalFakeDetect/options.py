@@ -233,6 +233,14 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--min_lr", type=float, help=f"stop when the LR falls below this ({defaults.min_lr})"
     )
     group.add_argument(
+        "--sync_bn",
+        action="store_const",
+        const=True,
+        help="under torchrun on GPUs: BatchNorm statistics over the whole global batch "
+        "(SyncBatchNorm) instead of each rank's share; backbones with BatchNorm (ResNets, "
+        "VGG has none, ViTs and CLIP ViT use LayerNorm) then train as in one process",
+    )
+    group.add_argument(
         "--save_epoch_freq",
         type=int,
         help="also keep a checkpoint every N epochs (0: only the best and the resume state)",

@@ -54,6 +54,8 @@ def check_combinations(settings: TrainSettings) -> None:
     shard = Shard.from_env()
     if shard is not None and not cache.extract_features_only:
         check_distributed_training(settings, shard)
+    elif settings.optim.sync_bn:
+        raise UserError("--sync_bn: only under torchrun (several ranks on GPUs)")
 
 
 def check_distributed_training(settings: TrainSettings, shard: Shard) -> None:
@@ -75,6 +77,11 @@ def check_distributed_training(settings: TrainSettings, shard: Shard) -> None:
             "--extract_features_only, then train the linear head in one process (it reads the "
             "cache; one process is faster than DDP for a head of a few thousand weights)"
         )
+    if settings.optim.sync_bn and not _cuda_available():
+        raise UserError(
+            "--sync_bn: SyncBatchNorm runs on GPUs only (NCCL); on CPUs each rank normalises "
+            "its own share of the batch"
+        )
     if settings.run.dist_timeout <= 0:
         raise UserError(f"--dist_timeout {settings.run.dist_timeout}: must be positive (minutes)")
     if settings.optim.batch_size < shard.world:
@@ -82,6 +89,12 @@ def check_distributed_training(settings: TrainSettings, shard: Shard) -> None:
             f"--batch_size {settings.optim.batch_size}: the global batch is split over "
             f"{shard.world} ranks; give at least {shard.world}"
         )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def split_holdout(rows: Sequence, fraction: float, seed: int) -> tuple[list, list]:
@@ -419,7 +432,7 @@ def _train(
     optim = settings.optim
     trainer = DetectorTrainer(
         detector, sources["train"], sources["holdout"], lr=optim.lr, beta1=optim.beta1,
-        weight_decay=optim.weight_decay, batch_size=optim.batch_size,
+        weight_decay=optim.weight_decay, batch_size=optim.batch_size, sync_bn=optim.sync_bn,
     )  # fmt: skip
     header = checkpoint_header(settings, data, detector) | {"cache_views": views}
     if settings.active_learning is not None:

@@ -62,10 +62,13 @@ def shard_of(source: BatchSource) -> Shard | None:
     return getattr(source, "shard", None)
 
 
-def _ddp(detector: Detector) -> torch.nn.Module:
-    """``detector`` in DistributedDataParallel (the process group must exist)."""
+def _ddp(detector: Detector, sync_bn: bool = False) -> torch.nn.Module:
+    """``detector`` in DistributedDataParallel (the process group must exist); with
+    ``sync_bn`` its BatchNorm layers become SyncBatchNorm (same parameters and buffers)."""
     from torch.nn.parallel import DistributedDataParallel
 
+    if sync_bn:
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(detector)
     device = next(detector.parameters()).device
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(detector, device_ids=device_ids)
@@ -85,9 +88,11 @@ class DetectorTrainer:
         batch_size: int = 64,
         progress: bool = True,
         channels_last: bool | None = None,
+        sync_bn: bool = False,
     ) -> None:
         """``channels_last``: keep the detector in that memory format (default: when the
-        training batches are images, i.e. the backbone runs on them)."""
+        training batches are images, i.e. the backbone runs on them). ``sync_bn``: under
+        torchrun, BatchNorm over the global batch (GPUs only)."""
         if channels_last is None:
             channels_last = isinstance(train_source, ImageSource)
         if channels_last:
@@ -96,7 +101,7 @@ class DetectorTrainer:
         self.shard = shard_of(train_source)
         # what training batches pass through: the detector, or under torchrun its DDP wrapper
         # (each rank a share of every batch, gradients averaged over the ranks)
-        self.model: torch.nn.Module = detector if self.shard is None else _ddp(detector)
+        self.model: torch.nn.Module = detector if self.shard is None else _ddp(detector, sync_bn)
         self.train_source = train_source
         self.val_source = val_source
         self.batch_size = batch_size

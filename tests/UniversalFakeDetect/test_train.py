@@ -151,6 +151,7 @@ def test_extract_only_needs_a_frozen_backbone(tiny_root: Path, tmp_path: Path, c
         (["--use_active_learning"], "active learning under torchrun is not supported yet"),
         (["--batch_size", "2"], "--batch_size 2: the global batch is split over 3 ranks"),
         (["--dist_timeout", "0"], "--dist_timeout 0.0: must be positive"),
+        (["--sync_bn"], "--sync_bn: SyncBatchNorm runs on GPUs only"),
     ],
 )
 def test_what_cannot_run_under_torchrun_is_refused_before_any_work(
@@ -159,11 +160,17 @@ def test_what_cannot_run_under_torchrun_is_refused_before_any_work(
     """Said in one line, exit 2, before the process group, the data or the model."""
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(train, "_cuda_available", lambda: False)  # a CPU machine
     argv = ["--data_root", str(tmp_path / "missing"), "--checkpoints_dir", str(tmp_path / "c")]
     assert train.main([*argv, *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "missing" not in err
     assert not (tmp_path / "c").exists()
+
+
+def test_sync_bn_needs_torchrun(tmp_path: Path, capsys) -> None:
+    assert run_train(tmp_path, "--data_root", str(tmp_path / "missing"), "--sync_bn") == 2
+    assert "--sync_bn: only under torchrun" in capsys.readouterr().err
 
 
 def test_unwritable_output_folder_stops_before_training(
