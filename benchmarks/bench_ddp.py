@@ -62,9 +62,12 @@ class MemoryImages:
     ) -> Iterator[Batch]:
         for start in range(0, len(indices), batch_size):
             step = np.asarray(indices[start : start + batch_size])
+            positions = np.arange(len(step))
             if self.shard is not None:
                 step = step[self.shard.rank :: self.shard.world]
-            yield Batch(self.inputs[step], torch.from_numpy(self.labels[step]), step)
+                positions = positions[self.shard.rank :: self.shard.world]
+            labels = torch.from_numpy(self.labels[step])
+            yield Batch(self.inputs[step], labels, step, positions, start // batch_size)
 
     def logits(self, model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         if self.head_only and not isinstance(model, HeadOnly | DistributedDataParallel):

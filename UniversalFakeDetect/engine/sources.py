@@ -28,6 +28,13 @@ class Batch:
     inputs: torch.Tensor
     labels: torch.Tensor
     indices: np.ndarray  # item indices within the source
+    # where each item sits in its global batch (the batch one process takes), and which
+    # global batch of the epoch this is: what training draws dropout masks by
+    positions: np.ndarray | None = None
+    step: int = 0
+
+    def global_positions(self) -> np.ndarray:
+        return np.arange(len(self.indices)) if self.positions is None else self.positions
 
 
 class BatchSource(Protocol):
@@ -109,7 +116,8 @@ class ImageSource:
         batches left empty, a shard yields them too so that its ranks stay in step."""
         if hasattr(self.dataset.make_view, "epoch"):
             self.dataset.make_view.epoch = epoch  # type: ignore[attr-defined]
-        steps = self.steps(_order(indices, shuffle_seed, epoch), batch_size)
+        order = _order(indices, shuffle_seed, epoch)
+        steps = self.steps(order, batch_size)
         full = [step.tolist() for step in steps if len(step)]
         loader: Iterable = (
             DataLoader(self.dataset, batch_sampler=full, num_workers=self.num_workers)
@@ -117,22 +125,33 @@ class ImageSource:
             else self._item_batches([np.asarray(step) for step in full])
         )
         loaded = iter(loader)
-        for step in steps:
+        for number, step in enumerate(steps):
+            positions = self._positions(len(order), batch_size, number)
             if len(step):
                 images, labels, index, ok = next(loaded)
                 self.unreadable.update(index[~ok].tolist())
                 if ok.any():
                     inputs = images if bool(ok.all()) else images[ok]
-                    yield Batch(self._to_device(inputs), labels[ok], index[ok].numpy())
+                    kept = positions[ok.numpy()]
+                    yield Batch(
+                        self._to_device(inputs), labels[ok], index[ok].numpy(), kept, number
+                    )
                     continue
             if self.shard is not None:
-                yield self.empty_batch()
+                yield self.empty_batch(number)
 
-    def empty_batch(self) -> Batch:
+    def _positions(self, items: int, batch_size: int, number: int) -> np.ndarray:
+        """Where this rank's share of global batch ``number`` sits in that batch."""
+        size = min(batch_size, items - number * batch_size)
+        positions = np.arange(size)
+        return positions if self.shard is None else positions[self.shard.rank :: self.shard.world]
+
+    def empty_batch(self, step: int = 0) -> Batch:
         """A batch of no image (a rank's share of a step can be empty)."""
         size = self.dataset.crop_size
         images = torch.zeros(0, 3, size, size)
-        return Batch(self._to_device(images), torch.zeros(0, dtype=torch.int64), NO_ITEMS)
+        empty = torch.zeros(0, dtype=torch.int64)
+        return Batch(self._to_device(images), empty, NO_ITEMS, NO_ITEMS, step)
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(self.device).contiguous(memory_format=self.memory_format)
@@ -182,6 +201,7 @@ class FeatureSource:
                 torch.from_numpy(rows).to(self.device),
                 torch.from_numpy(self.labels[index]),
                 index,
+                step=start // batch_size,
             )
 
     def logits(self, detector: Detector, inputs: torch.Tensor) -> torch.Tensor:

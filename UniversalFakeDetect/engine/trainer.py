@@ -57,6 +57,19 @@ def predict(
     return probs
 
 
+def batch_dropout_masks(
+    seed: int, epoch: int, step: int, batch_size: int, width: int, p: float
+) -> torch.Tensor:
+    """Inverted-dropout masks [batch_size, width] for the images of global batch ``step`` of an
+    epoch, one row per position in that batch: each feature kept with probability 1 - p, drawn
+    from a generator seeded by (``seed``, ``epoch``, ``step``). A rank takes the rows of its
+    share, so N ranks draw the masks one process draws."""
+    state = np.random.SeedSequence([seed, epoch, step]).generate_state(2, dtype=np.uint64)
+    generator = torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+    keep = torch.rand((batch_size, width), generator=generator) >= p
+    return keep.float() / (1 - p)
+
+
 def shard_of(source: BatchSource) -> Shard | None:
     """The rank's share a source serves under torchrun (None: every item, one process)."""
     return getattr(source, "shard", None)
@@ -168,7 +181,7 @@ class DetectorTrainer:
         weight_of = np.ones(len(source), dtype=np.float32)
         if weights is not None:
             weight_of[indices] = weights
-        torch.manual_seed(seed * 1_000_003 + self.epochs_run)  # dropout masks
+        torch.manual_seed(seed * 1_000_003 + self.epochs_run)  # any other random layer
         self.detector.train()
         total, count = 0.0, 0
         batches = source.batches(indices, self.batch_size, self.epochs_run, shuffle_seed=seed)
@@ -181,7 +194,7 @@ class DetectorTrainer:
             leave=False,
         )
         for batch in bar:
-            step_loss = self._step(batch, weight_of)
+            step_loss = self._step(batch, weight_of, seed)
             if step_loss is not None:
                 total += step_loss * len(batch.indices)
                 count += len(batch.indices)
@@ -192,7 +205,7 @@ class DetectorTrainer:
             total, count = sum_over_ranks([total, count], self.device)
         return total / max(count, 1)
 
-    def _step(self, batch: Batch, weight_of: np.ndarray) -> float | None:
+    def _step(self, batch: Batch, weight_of: np.ndarray, seed: int) -> float | None:
         """One optimiser step on ``batch``; the batch's mean weighted loss (None: skipped).
 
         Under torchrun the batch is this rank's share of a global batch: its loss is scaled so
@@ -209,11 +222,13 @@ class DetectorTrainer:
             scale = self.shard.world * max(count, 1) / total
         elif count == 0:
             return None
-        inputs, labels, weights = batch.inputs, batch.labels, weight_of[batch.indices]
+        inputs, labels, positions = batch.inputs, batch.labels, batch.global_positions()
+        weights = weight_of[batch.indices]
         if count == 0:  # an empty share: blank images that change no gradient
             inputs = torch.zeros((2, *inputs.shape[1:]), device=inputs.device, dtype=inputs.dtype)
             labels, weights = torch.zeros(2, dtype=torch.int64), np.zeros(2, dtype=np.float32)
-        logits = self.train_source.logits(self.model, inputs)  # type: ignore[arg-type]
+            positions = np.zeros(2, dtype=np.int64)
+        logits = self._logits(inputs, positions, batch.step, seed)
         target = labels.float().to(logits.device)
         weight = torch.from_numpy(weights).to(logits.device)
         loss = weighted_bce_with_logits(logits, target, weight)
@@ -221,6 +236,23 @@ class DetectorTrainer:
         (loss * scale).backward()
         self.optimizer.step()
         return float(loss.item())
+
+    def _logits(
+        self, inputs: torch.Tensor, positions: np.ndarray, step: int, seed: int
+    ) -> torch.Tensor:
+        """Training logits; the head's dropout masks are the rows ``positions`` of the global
+        batch's (:func:`batch_dropout_masks`)."""
+        p = float(self.detector.dropout.p)
+        if p > 0:
+            masks = batch_dropout_masks(
+                seed, self.epochs_run, step, self.batch_size, self.detector.width, p
+            )
+            rows = torch.from_numpy(np.asarray(positions, dtype=np.int64))
+            self.detector.item_masks = masks[rows].to(inputs.device)
+        try:
+            return self.train_source.logits(self.model, inputs)  # type: ignore[arg-type]
+        finally:
+            self.detector.item_masks = None
 
     @property
     def device(self) -> torch.device:

@@ -30,6 +30,9 @@ class Detector(nn.Module):
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
         self.dropout = nn.Dropout(dropout)
+        # training-time dropout masks [B, width] for the next batch, one row per image, set by
+        # the trainer (engine.trainer.batch_dropout_masks); None: nn.Dropout
+        self.item_masks: torch.Tensor | None = None
         self.fc = nn.Linear(self.width, 1)
         if fix_backbone:
             for parameter in self.backbone.parameters():
@@ -50,7 +53,10 @@ class Detector(nn.Module):
         return self.backbone(x).float()
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits [B] from features (dropout active in train mode)."""
+        """Logits [B] from features (dropout active in train mode: :attr:`item_masks` when
+        set, else ``nn.Dropout``)."""
+        if self.training and self.item_masks is not None:
+            return self.fc(features * self.item_masks.to(features.dtype)).squeeze(1)
         return self.fc(self.dropout(features)).squeeze(1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

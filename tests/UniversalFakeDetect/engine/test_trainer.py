@@ -63,3 +63,38 @@ def test_images_train_in_channels_last_with_the_same_logits(tiny_root: Path) -> 
     with torch.no_grad():
         expected = plain(batch.inputs.contiguous())
         torch.testing.assert_close(trainer.detector(batch.inputs), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_training_dropout_masks_are_inverted_dropout_drawn_per_global_batch() -> None:
+    """Each entry 0 or 1 / (1 - p), kept with probability 1 - p; fixed by (seed, epoch, step)
+    alone, so that the rank training an image draws its row as one process does."""
+    from UniversalFakeDetect.engine.trainer import batch_dropout_masks
+
+    masks = batch_dropout_masks(5, 2, 3, batch_size=64, width=1000, p=0.25)
+    assert masks.shape == (64, 1000)
+    assert masks.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
+    assert abs(float((masks > 0).float().mean()) - 0.75) < 0.01
+    assert torch.equal(masks, batch_dropout_masks(5, 2, 3, 64, 1000, 0.25))
+    for other in ((6, 2, 3), (5, 3, 3), (5, 2, 4)):
+        assert not torch.equal(masks, batch_dropout_masks(*other, 64, 1000, 0.25))
+    # columns and rows independent: the masks are not one row repeated
+    assert not torch.equal(masks[0], masks[1])
+
+
+def test_the_head_applies_the_item_masks_in_training_only() -> None:
+    detector, _ = create_detector("Imagenet:resnet18", "none", 28, dropout=0.5)
+    features = torch.rand(2, detector.width)
+    masks = item_dropout_masks_for(detector.width)
+    detector.item_masks = masks
+    detector.train()
+    expected = (features * masks) @ detector.fc.weight[0] + detector.fc.bias
+    torch.testing.assert_close(detector.head(features), expected)
+    detector.eval()
+    plain = features @ detector.fc.weight[0] + detector.fc.bias
+    torch.testing.assert_close(detector.head(features), plain)
+
+
+def item_dropout_masks_for(width: int) -> torch.Tensor:
+    from UniversalFakeDetect.engine.trainer import batch_dropout_masks
+
+    return batch_dropout_masks(0, 0, 0, batch_size=2, width=width, p=0.5)
