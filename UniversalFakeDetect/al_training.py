@@ -127,7 +127,10 @@ def evaluate_final_detector(
     strategy_folder = result.state_path.parent if result.state_path else folder
     unreadable = _report_unreadable_pool(result, train_rows)
     holdout = sources["holdout"]
-    holdout_probs = trainer.predict(holdout)
+    holdout_probs = trainer.predict(holdout)  # under torchrun: every rank its share, gathered
+    test_probs = trainer.predict(sources["test"])
+    if trainer.shard is not None and not trainer.shard.is_main:
+        return  # rank 0 writes for the job
     finite = np.isfinite(holdout_probs)
     threshold = best_threshold(holdout.labels[finite], holdout_probs[finite])
     checkpoint_dir = Path(run_settings.checkpoints_dir) / run_settings.name
@@ -146,7 +149,7 @@ def evaluate_final_detector(
     summary = evaluate_and_report(
         trainer.detector, sources["test"], sources["test_rows"], strategy_folder, info,
         tuned_threshold=threshold, training_sources={r.source for r in train_rows},
-        root=Path(header["data_root"]),
+        root=Path(header["data_root"]), probs=test_probs,
     ).summary  # fmt: skip
     seen = summary.get("mean_ap_seen")
     if seen is not None:
@@ -181,7 +184,11 @@ def run(
             evaluate_final_detector(settings, trainer, sources, header, result)
 
     learner = PoolLearner(trainer)
-    run_loop(learner, labels, config, folder, on_finish=on_finish, resume=not run_settings.restart)
+    writes = trainer.shard is None or trainer.shard.is_main  # under torchrun: rank 0 writes
+    run_loop(
+        learner, labels, config, folder, on_finish=on_finish, resume=not run_settings.restart,
+        writes=writes,
+    )  # fmt: skip
     report_unreadable([("pool", sources["train"]), ("test", sources["test"])])
     print(f"learning curve and per-iteration history: {folder}")
     return 0

@@ -65,12 +65,6 @@ def check_distributed_training(settings: TrainSettings, shard: Shard) -> None:
             "--gpu_ids: under torchrun each rank takes the GPU of its LOCAL_RANK; drop "
             "--gpu_ids and choose GPUs with CUDA_VISIBLE_DEVICES and --nproc_per_node"
         )
-    if settings.active_learning is not None:
-        raise UserError(
-            "active learning under torchrun is not supported yet: run it in one process "
-            "(with --fix_backbone, extract the features first with torchrun "
-            "--extract_features_only)"
-        )
     if settings.model.fix_backbone and not settings.cache.no_cache:
         raise UserError(
             "--fix_backbone under torchrun: extract the features with torchrun "

@@ -45,6 +45,7 @@ def run_strategies(
     on_finish: FinishHook | None = None,
     resume: bool = True,
     log: Log | None = print,
+    writes: bool = True,
 ) -> dict[str, LoopResult]:
     """Run every strategy (plus uniform) with ``config``'s seed, one after the other.
 
@@ -63,6 +64,7 @@ def run_strategies(
             on_iteration=on_iteration,
             resume=resume,
             log=log,
+            writes=writes,
         )
         if on_finish is not None:
             on_finish(result, learner)
@@ -85,6 +87,7 @@ def run(
     on_finish: FinishHook | None = None,
     resume: bool = True,
     log: Log | None = print,
+    writes: bool = True,
 ) -> dict[str, LoopResult]:
     """``config.acq_func`` ``all`` -> :func:`run_strategies` over the five plain strategies;
     otherwise one loop in ``out_dir``."""
@@ -99,10 +102,12 @@ def run(
             on_finish=on_finish,
             resume=resume,
             log=log,
+            writes=writes,
         )
     result = run_active_learning(
-        learner, labels, config, out_dir, on_iteration=on_iteration, resume=resume, log=log
-    )
+        learner, labels, config, out_dir, on_iteration=on_iteration, resume=resume, log=log,
+        writes=writes,
+    )  # fmt: skip
     if on_finish is not None:
         on_finish(result, learner)
     return {result.strategy: result}

@@ -403,11 +403,14 @@ def run_active_learning(
     on_iteration: IterationHook | None = None,
     resume: bool = True,
     log: Log | None = print,
+    writes: bool = True,
 ) -> LoopResult:
     """Run (or resume) one strategy's loop; ``labels`` is the oracle, one 0/1 per pool item.
 
     With ``out_dir``, state and results go there, and an existing state file is resumed
-    (``resume=False`` starts over). ``strategy`` overrides ``config.acq_func``.
+    (``resume=False`` starts over); ``writes`` False reads the state but writes nothing (the
+    ranks but 0 of a job under torchrun, which run the same loop in step). ``strategy``
+    overrides ``config.acq_func``.
     ``on_iteration(record, learner)`` runs after each iteration's training (the learner in that
     iteration's final state); a dict it returns is stored in the record's ``extra``.
     """
@@ -419,6 +422,7 @@ def run_active_learning(
     if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
         raise ValueError("labels must be a one-dimensional array of 0 (real) and 1 (fake)")
     run = _Run(learner, labels, config, strategy, out_dir, on_iteration, log or (lambda _: None))
+    run.writes = writes
     with run.timer("setup"):
         run.progress = _open(
             learner, labels, config, run.state if resume else None, strategy, run.say
@@ -449,6 +453,7 @@ class _Run:
         self.timer = PhaseTimes()
         self.progress: _Progress
         self.results_json: Path | None = None
+        self.writes = True
 
     def iteration(self, iteration: int) -> bool:
         """Query (after the warm-up), train, record and save one iteration; whether to go on."""
@@ -477,7 +482,7 @@ class _Run:
                 record.extra.update(_plain(self.on_iteration(record, self.learner) or {}))
         progress.history.append(_plain(record.to_dict()))
         progress.next_iteration = iteration + 1
-        if self.state is not None:
+        if self.state is not None and self.writes:
             with self.timer("saving"):
                 self.state.save(progress, iteration, self.learner)
                 self._write_results()
@@ -495,7 +500,8 @@ class _Run:
     def result(self) -> LoopResult:
         """The run's result; results are written even when nothing was left to run."""
         progress = self.progress
-        if self.out_dir is not None and self.results_json is None and progress.history:
+        done = self.results_json is not None
+        if self.out_dir is not None and self.writes and not done and progress.history:
             self._write_results()
         return LoopResult(
             self.strategy,

@@ -28,6 +28,7 @@ from active_learning.mc_dropout import draw_masks, linear_head_probabilities
 from active_learning.weighted_loss import weighted_bce_with_logits
 from UniversalFakeDetect.engine.distributed import (
     broadcast_buffers,
+    broadcast_from_main,
     gather_shares,
     sum_over_ranks,
 )
@@ -294,8 +295,13 @@ class DetectorTrainer:
         self.detector.eval()
         batch_size = self.batch_size * EVAL_BATCH_FACTOR
         for batch in source.batches(indices, batch_size, 0, shuffle_seed=None):
-            rows = [position[int(i)] for i in batch.indices]
-            features[rows] = source.features(self.detector, batch.inputs).float().cpu().numpy()
+            if len(batch.indices):
+                rows = [position[int(i)] for i in batch.indices]
+                values = source.features(self.detector, batch.inputs).float().cpu().numpy()
+                features[rows] = values
+        if shard_of(source) is not None:  # each rank its share of the pool: gather, then let
+            # rank 0's features stand for all, so every rank scores and selects the same
+            features = broadcast_from_main(gather_shares(features))
         return linear_head_probabilities(features, weight, bias, masks)
 
     def state_dict(self) -> dict[str, Any]:

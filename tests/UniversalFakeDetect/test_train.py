@@ -148,7 +148,6 @@ def test_extract_only_needs_a_frozen_backbone(tiny_root: Path, tmp_path: Path, c
     [
         (["--gpu_ids", "0"], "--gpu_ids: under torchrun each rank takes the GPU of its LOCAL_RANK"),
         (["--fix_backbone"], "then train the linear head in one process"),
-        (["--use_active_learning"], "active learning under torchrun is not supported yet"),
         (["--batch_size", "2"], "--batch_size 2: the global batch is split over 3 ranks"),
         (["--dist_timeout", "0"], "--dist_timeout 0.0: must be positive"),
         (["--sync_bn"], "--sync_bn: SyncBatchNorm runs on GPUs only"),

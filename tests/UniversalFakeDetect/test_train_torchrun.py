@@ -1,5 +1,6 @@
 """``torchrun -m UniversalFakeDetect.train`` on 2 CPU processes (gloo): a resumed run ends as an
-uninterrupted one, only rank 0 writes, and a rank that dies ends the job."""
+uninterrupted one, only rank 0 writes, a rank that dies ends the job, and active learning
+labels the images one process labels."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ RANKS = 2
 # needs 2 or more images per rank: the last layer is 1 x 1)
 
 
-def torchrun(tmp_path: Path, root: Path, name: str, *flags: str) -> subprocess.Popen:
+def torchrun(
+    tmp_path: Path, root: Path, name: str, *flags: str, ranks: int = RANKS
+) -> subprocess.Popen:
+    launcher = [
+        "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+    ] if ranks > 1 else []  # fmt: skip
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={RANKS}", "-m", "UniversalFakeDetect.train",
+        sys.executable, *launcher, "-m", "UniversalFakeDetect.train",
         "--data_root", str(root), "--arch", "Imagenet:resnet18", "--weights", "none",
         "--batch_size", "16", "--lr", "1e-3", "--name", name, "--dist_timeout", "1",
         "--checkpoints_dir", str(tmp_path / "ckpt"), "--result_folder", str(tmp_path / "res"),
@@ -86,3 +91,31 @@ def test_a_killed_rank_ends_the_job_and_the_rerun_resumes(tiny_root: Path, tmp_p
     assert job.returncode != 0
     rerun = finish(torchrun(tmp_path, tiny_root, "killed", "--niter", "1"))
     assert "resuming killed after epoch" in rerun
+
+
+AL_FLAGS = (
+    "--use_active_learning", "--fix_backbone", "--no_cache", "--num_samples_per_class", "4",
+    "--query", "6", "--al_iter", "2", "--al_niter_warmup", "1", "--niter", "1",
+    "--acq_func", "bald", "--subsample_size", "0",
+)  # fmt: skip
+
+
+def labelled(tmp_path: Path, name: str, strategy: str = "bald") -> list[int]:
+    import torch
+
+    state = torch.load(tmp_path / "res" / name / "al_state.pt", weights_only=True)
+    return sorted(state["labelled"].tolist())
+
+
+def test_active_learning_on_two_ranks_labels_what_one_process_labels(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    """A frozen backbone on decoded images (--no_cache): the head trains alike on 1 and 2
+    ranks, the pool's features are gathered, and rank 0's scores decide the query."""
+    two = torchrun(tmp_path, tiny_root, "al2", *AL_FLAGS)
+    one = torchrun(tmp_path, tiny_root, "al1", *AL_FLAGS, ranks=1)
+    finish(two), finish(one)
+    chosen = labelled(tmp_path, "al2")
+    assert len(chosen) == 8 + 2 * 6
+    assert chosen == labelled(tmp_path, "al1")
+    assert (tmp_path / "res" / "al2" / "metrics.json").is_file()

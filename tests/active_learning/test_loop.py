@@ -471,6 +471,24 @@ def test_resume_refuses_another_configuration(uninterrupted, digits, tmp_path: P
     assert_same_run(result, learner.state_dict(), uninterrupted)
 
 
+def test_a_run_that_does_not_write_resumes_from_the_writers_state(
+    uninterrupted, digits, tmp_path: Path
+) -> None:
+    """The ranks but 0 under torchrun: they read the state rank 0 wrote and write nothing."""
+    short = ALConfig(**{**DIGITS_CONFIG, "al_iter": 1})
+    run_active_learning(digits_learner(digits), digits.pool_y, short, tmp_path, log=None)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    learner = digits_learner(digits)
+    config = ALConfig(**DIGITS_CONFIG)
+    result = run_active_learning(learner, digits.pool_y, config, tmp_path, log=None, writes=False)
+    assert_same_run(result, learner.state_dict(), uninterrupted)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert result.results_json is None
+    fresh = tmp_path / "fresh"
+    run_active_learning(digits_learner(digits), digits.pool_y, short, fresh, log=None, writes=False)
+    assert not fresh.exists()
+
+
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
