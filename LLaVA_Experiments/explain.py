@@ -14,8 +14,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datagen.manifest import ManifestRow, read_manifest, sample_per_source, select
 from LLaVA_Experiments.adapters import check_adapter_folder
@@ -24,6 +25,9 @@ from LLaVA_Experiments.journal import Journal
 from LLaVA_Experiments.options import add_generation_options
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
+
+if TYPE_CHECKING:
+    from UniversalFakeDetect.features.shard import Shard
 
 JOURNAL_NAME = "explanations.partial.jsonl"
 
@@ -128,22 +132,80 @@ def _write_results(
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    """Explain the chosen test images, resumably; write metrics, plots and explanations."""
+    """Explain the chosen test images, resumably; write metrics, plots and explanations.
+
+    Under torchrun every rank explains images ``rank, rank + N, ...`` on its own GPU (with its
+    own journal, so each resumes its share); rank 0 gathers the records and writes the same
+    files one process writes."""
     args = build_parser().parse_args(argv)
     root, rows = _test_rows(args)
     if args.adapter:
         check_adapter_folder(args.adapter)  # before minutes of model loading
     out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--results_dir/--name")
     settings = run_settings(args, root)
-    journal = Journal.open(out / JOURNAL_NAME, settings, "path", args.restart, flag="--name")
+    shard = _join_job(args)
+    mine = rows if shard is None else rows[shard.rank :: shard.world]
+    name = JOURNAL_NAME if shard is None else f"{JOURNAL_NAME}.{shard.stem}"
+    journal = Journal.open(out / name, settings, "path", args.restart, flag="--name")
     if len(journal):
         print(f"resuming: {len(journal)} images already explained in {journal.path}")
-    records = _explain(args, root, rows, journal)
+    records = _explain(args, root, mine, journal)
+    if shard is not None:
+        records = _gather_records(records, shard, len(rows))
+        if not shard.is_main:
+            _leave_job(journal)
+            return 0
     table = _write_results(out, rows, records, settings)
     journal.discard()
+    _leave_job(None)
     print(table)
     print(f"results in {out}")
     return 0
+
+
+def _join_job(args: argparse.Namespace) -> Shard | None:
+    """Under torchrun: this rank's shard, its GPU (``LOCAL_RANK``) as the device, and a gloo
+    group for gathering the records (ranks wait for the slowest: a long timeout)."""
+    from UniversalFakeDetect.features.shard import Shard
+
+    shard = Shard.from_env()
+    if shard is None:
+        return None
+    if args.device is not None:
+        raise UserError("--device: under torchrun each rank takes the GPU of its LOCAL_RANK")
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    dist.init_process_group("gloo", timeout=timedelta(hours=48))
+    return shard
+
+
+def _gather_records(
+    records: list[dict[str, Any]], shard: Shard, count: int
+) -> list[dict[str, Any]]:
+    """Every rank's records, back in the order of the rows (rank r had rows r, r + N, ...)."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * shard.world
+    dist.all_gather_object(parts, records)
+    merged: list[Any] = [None] * count
+    for rank, part in enumerate(parts):
+        merged[rank :: shard.world] = part
+    return merged
+
+
+def _leave_job(journal: Journal | None) -> None:
+    """After rank 0 has written the results: every rank drops its journal and leaves."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return
+    dist.barrier()
+    if journal is not None:
+        journal.discard()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
