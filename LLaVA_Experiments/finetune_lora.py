@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from LLaVA_Experiments.adapters import CONFIG_NAME
 from LLaVA_Experiments.conversations import load_dataset
@@ -30,6 +32,9 @@ from LLaVA_Experiments.recipe import TrainConfig
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
 from UniversalFakeDetect.options import default_checkpoints_dir
+
+if TYPE_CHECKING:
+    from UniversalFakeDetect.features.shard import Shard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,10 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Check data, lengths and resume settings before loading the weights, then train."""
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
+    shard = _join_job(args, config)  # misuse of torchrun is said before anything is loaded
     from LLaVA_Experiments.checkpoints import check_resume_state, read_state
     from LLaVA_Experiments.loading import load_model
     from LLaVA_Experiments.training import train
     from UniversalFakeDetect.data.data_root import resolve_data_root
+    from UniversalFakeDetect.engine.distributed import end_process_group, main_rank_first
 
     root = resolve_data_root(args.data_root)
     records = load_dataset(Path(args.data), root)
@@ -169,19 +176,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if resume_from is not None:  # refuse other settings before loading anything
         check_resume_state(read_state(resume_from), config, args.load_in_4bit, resume_from)
     processor, records, dropped = _fitting_records(args, records, root, config)
-    if args.overwrite and output_dir.is_dir() and not args.resume:
-        shutil.rmtree(output_dir)
-    ensure_writable_dir(output_dir, flag="--output_dir")
+    with main_rank_first(shard):  # rank 0 clears and creates the output folder
+        if args.overwrite and output_dir.is_dir() and not args.resume and _writes(shard):
+            shutil.rmtree(output_dir)
+        ensure_writable_dir(output_dir, flag="--output_dir")
     model, processor = load_model(
         args.model, args.device, args.load_in_4bit, args.dtype, processor=processor
     )
     processor.tokenizer.padding_side = "right"
     _, losses = train(
         model, processor, records, root, output_dir, config, resume_from, args.load_in_4bit,
-        progress=True, report={"dropped_too_long": dropped},
+        progress=True, report={"dropped_too_long": dropped}, shard=shard,
     )  # fmt: skip
-    print(_summary(output_dir, losses))
+    if shard is not None:
+        end_process_group()
+    if _writes(shard):
+        print(_summary(output_dir, losses))
     return 0
+
+
+def _writes(shard: Shard | None) -> bool:
+    return shard is None or shard.is_main
+
+
+def _join_job(args: argparse.Namespace, config: TrainConfig) -> Shard | None:
+    """Under torchrun: this rank's shard and its GPU (``LOCAL_RANK``); misuse said first."""
+    from UniversalFakeDetect.features.shard import Shard
+
+    shard = Shard.from_env()
+    if shard is None:
+        return None
+    if args.device is not None:
+        raise UserError("--device: under torchrun each rank takes the GPU of its LOCAL_RANK")
+    if config.grad_accum % shard.world:
+        raise UserError(
+            f"--grad_accum {config.grad_accum}: under torchrun each step's conversations are "
+            f"split over the {shard.world} ranks; give a multiple of {shard.world}"
+        )
+    import torch
+
+    from UniversalFakeDetect.engine.distributed import init_process_group
+
+    device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    args.device = device
+    init_process_group(device, timedelta(minutes=30))
+    return shard
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -28,6 +29,10 @@ from LLaVA_Experiments.images import load_image
 from LLaVA_Experiments.loading import model_device, model_dtype, to_model
 from LLaVA_Experiments.recipe import TrainConfig
 from rfd_common.files import atomic_write_json
+from UniversalFakeDetect.engine.distributed import sum_over_ranks
+
+if TYPE_CHECKING:
+    from UniversalFakeDetect.features.shard import Shard
 
 # The 16-bit and the 4-bit paths checkpoint activations the same way (non-reentrant).
 CHECKPOINT_KWARGS = {"use_reentrant": False}
@@ -123,6 +128,14 @@ class _Run:
     total_steps: int
     step: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)  # before clipping, per step run here
+    shard: Shard | None = None  # under torchrun: this rank
+    ddp: Any = None  # under torchrun: the model in DistributedDataParallel
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process saves (rank 0 under torchrun)."""
+        return self.shard is None or self.shard.is_main
 
     @property
     def low_precision(self) -> bool:
@@ -165,25 +178,39 @@ def _set_up(
 
 
 def _accumulate(
-    run: _Run, processor: Any, record: dict[str, Any], root: Path, config: TrainConfig
-) -> float | None:
+    run: _Run, processor: Any, record: dict[str, Any], root: Path, config: TrainConfig,
+    sync: bool = True,
+) -> float | None:  # fmt: skip
     """Forward and backward pass of one conversation; its loss, or None when it adds nothing
-    (no labelled token, or a loss that is not finite: listed as skipped)."""
+    (no labelled token, or a loss that is not finite: listed as skipped).
+
+    Under torchrun the pass goes through DDP (gradients all-reduced on the rank's last
+    conversation of the step, ``sync``); a conversation that adds nothing still runs its pass,
+    at weight 0, so that no rank misses an all-reduce."""
     rid = str(record.get("id", "?"))
     image = load_image(root, str(record["image"]), what=f"conversation '{rid}'")
     batch = encode_conversation(processor, image, record, config.max_length)
-    if not bool((batch["labels"] != IGNORE_INDEX).any()):
+    labelled = bool((batch["labels"] != IGNORE_INDEX).any())
+    if not labelled:
         run.skipped.append({"id": rid, "step": run.step + 1, "why": "no labelled token"})
-        return None
+        if run.ddp is None:
+            return None
     batch = to_model(batch, run.model)
-    with torch.autocast(run.device_type, dtype=run.compute_dtype, enabled=run.low_precision):
-        loss = run.model(**batch).loss
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        run.skipped.append({"id": rid, "step": run.step + 1, "why": f"loss {value}"})
-        return None
-    run.scaler.scale(loss / config.grad_accum).backward()
-    return value
+    model = run.model if run.ddp is None else run.ddp
+    sync_context = nullcontext() if run.ddp is None or sync else run.ddp.no_sync()
+    with sync_context:
+        with torch.autocast(run.device_type, dtype=run.compute_dtype, enabled=run.low_precision):
+            output = model(**batch)
+        value = float(output.loss.detach()) if labelled else math.nan
+        usable = labelled and math.isfinite(value)
+        if labelled and not usable:
+            run.skipped.append({"id": rid, "step": run.step + 1, "why": f"loss {value}"})
+        if usable:
+            world = 1 if run.shard is None else run.shard.world
+            run.scaler.scale(output.loss * world / config.grad_accum).backward()
+        elif run.ddp is not None:  # adds nothing, but joins the step's all-reduce
+            (output.logits.float().sum() * 0.0).backward()
+    return value if usable else None
 
 
 def _apply_step(run: _Run, added: int) -> bool:
@@ -193,6 +220,7 @@ def _apply_step(run: _Run, added: int) -> bool:
     if added:
         run.scaler.unscale_(run.optimizer)
         norm = float(torch.nn.utils.clip_grad_norm_(run.params, 1.0))
+        run.grad_norms.append(norm)
         if math.isfinite(norm) or run.scaler.is_enabled():  # the scaler skips inf itself
             run.scaler.step(run.optimizer)
             run.scaler.update()
@@ -208,7 +236,9 @@ def _apply_step(run: _Run, added: int) -> bool:
 
 
 def _checkpoint(run: _Run, output_dir: Path, config: TrainConfig, load_in_4bit: bool) -> None:
-    """Save ``checkpoint-STEP`` and drop the oldest beyond ``save_total_limit``."""
+    """Save ``checkpoint-STEP`` and drop the oldest beyond ``save_total_limit`` (rank 0)."""
+    if not run.writes:
+        return
     state = {
         "step": run.step, "total_steps": run.total_steps, "load_in_4bit": load_in_4bit,
         "skipped": run.skipped, **asdict(config),
@@ -216,6 +246,14 @@ def _checkpoint(run: _Run, output_dir: Path, config: TrainConfig, load_in_4bit: 
     folder = Path(output_dir) / f"checkpoint-{run.step}"
     save_checkpoint(run.model, folder, run.optimizer, run.scheduler, run.scaler, state)
     prune_checkpoints(output_dir, config.save_total_limit)
+
+
+def _step_conversations(run: _Run, grad_accum: int) -> list[int]:
+    """The conversation counters of the next step this process handles: all ``grad_accum`` of
+    them, or under torchrun every N-th from its rank's (``grad_accum`` divides by N)."""
+    first = run.step * grad_accum
+    micro = list(range(first, first + grad_accum))
+    return micro if run.shard is None else micro[run.shard.rank :: run.shard.world]
 
 
 def _run_steps(
@@ -232,26 +270,25 @@ def _run_steps(
     """Steps from ``run.step`` to ``run.total_steps``; the loss of every applied step."""
     run.model.train()
     losses: list[float] = []
-    micro = run.step * config.grad_accum
-    running = 0.0
-    added = 0  # conversations that added to this step's gradient
     bar = tqdm(
-        total=run.total_steps, initial=run.step, desc="LoRA", unit="step", disable=not progress
-    )
+        total=run.total_steps, initial=run.step, desc="LoRA", unit="step",
+        disable=not (progress and run.writes),
+    )  # fmt: skip
     while run.step < run.total_steps:
-        epoch, position = divmod(micro, len(records))
-        record = records[epoch_order(len(records), config.seed, epoch)[position]]
-        micro += 1
-        value = _accumulate(run, processor, record, root, config)
-        if value is not None:
-            running += value / config.grad_accum
-            added += 1
-        if micro % config.grad_accum:
-            continue
-        applied = _apply_step(run, added)
+        running, added = 0.0, 0  # conversations that added to this step's gradient
+        mine = _step_conversations(run, config.grad_accum)
+        for number, micro in enumerate(mine):
+            epoch, position = divmod(micro, len(records))
+            record = records[epoch_order(len(records), config.seed, epoch)[position]]
+            value = _accumulate(run, processor, record, root, config, number == len(mine) - 1)
+            if value is not None:
+                running += value / config.grad_accum
+                added += 1
+        if run.shard is not None:  # the step's loss and count over all ranks
+            running, added = sum_over_ranks([running, added], model_device(run.model))
+        applied = _apply_step(run, int(added))
         if applied:
             losses.append(running)
-        running, added = 0.0, 0
         bar.update(1)
         if applied:
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}")
@@ -275,6 +312,7 @@ def train(
     progress: bool = False,
     on_step: StepCallback | None = None,
     report: dict[str, Any] | None = None,
+    shard: Shard | None = None,
 ) -> tuple[Any, list[float]]:
     """Train LoRA (batch of one conversation, ``grad_accum`` per step); returns model, losses.
 
@@ -282,21 +320,32 @@ def train(
     its step; a step where nothing was added, or whose gradient is not finite, is not applied.
     Both are listed under ``skipped`` in ``training_info.json`` (``losses`` has one entry per
     applied step). ``on_step(step, loss or None)`` is called after every step; ``report`` is
-    added to ``training_info.json``.
+    added to ``training_info.json``. Under torchrun (``shard``) every rank takes every N-th
+    conversation of each step, DDP averages the gradients (the losses scaled so that the step
+    is the one a single process takes), and rank 0 alone saves.
     """
     torch.manual_seed(config.seed)
     run = _set_up(model, config, len(records), resume_from, load_in_4bit)
+    if shard is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = model_device(run.model)
+        ids = [device.index] if device.type == "cuda" else None
+        run.shard, run.ddp = shard, DistributedDataParallel(run.model, device_ids=ids)
     losses = _run_steps(
         run, processor, records, root, output_dir, config, load_in_4bit, progress, on_step
     )
     run.model.eval()
-    save_adapter(run.model, Path(output_dir))  # trained weights saved in float32
+    if run.writes:
+        save_adapter(run.model, Path(output_dir))  # trained weights saved in float32
     for param in run.params:  # back to the base model's dtype, ready for inference
         param.data = param.data.to(run.compute_dtype)
     info = {
         "config": asdict(config), "load_in_4bit": load_in_4bit, "steps": run.step,
         "losses": losses, "conversations": len(records), "skipped": run.skipped,
+        "grad_norms": run.grad_norms,
         **(report or {}),
     }  # fmt: skip
-    atomic_write_json(Path(output_dir) / "training_info.json", info)
+    if run.writes:
+        atomic_write_json(Path(output_dir) / "training_info.json", info)
     return run.model, losses
