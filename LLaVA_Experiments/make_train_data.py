@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -38,6 +40,9 @@ from LLaVA_Experiments.prompts import (
 )
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import atomic_write_json
+
+if TYPE_CHECKING:
+    from UniversalFakeDetect.features.shard import Shard
 
 GenerateFn = Callable[[Sequence[Any], Sequence[str]], list[str]]
 
@@ -228,17 +233,98 @@ def _print_counts(counts: Counts, out: Path) -> None:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    """Sample training images, ask the base model, keep the right answers as conversations."""
+    """Sample training images, ask the base model, keep the right answers as conversations.
+
+    Under torchrun every rank asks about images ``rank, rank + N, ...`` of those not done yet,
+    on the GPU of its ``LOCAL_RANK``, into its own part files (resumable); rank 0 merges them
+    into ``--out`` and its dropped file, in the order one process writes."""
     args = build_parser().parse_args(argv)
     root, rows = _training_rows(args)
     out = Path(args.out)
     _check_out(out)
-    counts = build_conversations(
-        rows, root, out, _model_generator(args), args.batch_size, args.question,
-        args.retry_dropped, progress=True,
-    )  # fmt: skip
+    shard = _join_job(args)
+    if shard is None:
+        counts = build_conversations(
+            rows, root, out, _model_generator(args), args.batch_size, args.question,
+            args.retry_dropped, progress=True,
+        )  # fmt: skip
+    else:
+        counts = _build_share(args, rows, root, out, shard)
+        if not shard.is_main:
+            return 0
     _print_counts(counts, out)
     return 0
+
+
+def _join_job(args: argparse.Namespace) -> Shard | None:
+    """Under torchrun: this rank's shard, its GPU as the device, a gloo group (long timeout:
+    ranks wait for the slowest)."""
+    from UniversalFakeDetect.features.shard import Shard
+
+    shard = Shard.from_env()
+    if shard is None:
+        return None
+    if args.device is not None:
+        raise UserError("--device: under torchrun each rank takes the GPU of its LOCAL_RANK")
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    dist.init_process_group("gloo", timeout=timedelta(hours=48))
+    return shard
+
+
+def _part_path(out: Path, shard: Shard) -> Path:
+    return out.with_name(f"{out.stem}.{shard.stem}{out.suffix}")
+
+
+def _build_share(
+    args: argparse.Namespace, rows: list[ManifestRow], root: Path, out: Path, shard: Shard
+) -> Counts:
+    """This rank's share into its part files; then rank 0 merges every rank's into ``out``."""
+    import torch.distributed as dist
+
+    records, dropped, done = _earlier_work(rows, out, args.retry_dropped)
+    todo = [r for r in rows if record_id(r) not in done]
+    part = _part_path(out, shard)
+    counts = build_conversations(
+        todo[shard.rank :: shard.world], root, part, _model_generator(args), args.batch_size,
+        args.question, progress=shard.is_main,
+    )  # fmt: skip
+    mine = (read_conversations(part), _read_dropped(dropped_path(part)), counts)
+    parts: list[Any] = [None] * shard.world
+    dist.all_gather_object(parts, mine)
+    if shard.is_main:
+        order = {record_id(r): i for i, r in enumerate(rows)}
+
+        def in_row_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return sorted(items, key=lambda item: order.get(item.get("id"), len(order)))
+
+        new_records = in_row_order([r for p in parts for r in p[0]])
+        new_dropped = in_row_order([d for p in parts for d in p[1]])
+        atomic_write_json(out, records + new_records)
+        if dropped or new_dropped or dropped_path(out).exists():
+            atomic_write_json(dropped_path(out), dropped + new_dropped)
+        counts = _merged_counts([p[2] for p in parts], len(rows) - len(todo))
+    dist.barrier()  # the merged files are written: the parts can go
+    part.unlink(missing_ok=True)
+    dropped_path(part).unlink(missing_ok=True)
+    dist.destroy_process_group()
+    return counts
+
+
+def _merged_counts(parts: list[Counts], skipped: int) -> Counts:
+    """The counts of all ranks as one run's."""
+    merged = Counts(skipped=skipped)
+    for part in parts:
+        merged.written += part.written
+        merged.dropped += part.dropped
+        for source, per in part.by_source.items():
+            total = merged.by_source.setdefault(source, {"written": 0, "dropped": 0})
+            for outcome, value in per.items():
+                total[outcome] += value
+    return merged
 
 
 if __name__ == "__main__":
