@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from LLaVA_Experiments.adapters import check_adapter_folder
 from LLaVA_Experiments.hub import DEFAULT_MODEL
 from LLaVA_Experiments.journal import Journal
 from LLaVA_Experiments.options import add_generation_options
+from LLaVA_Experiments.torchrun_job import join_generation_job
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
 
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_adapter_folder(args.adapter)  # before minutes of model loading
     out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--results_dir/--name")
     settings = run_settings(args, root)
-    shard = _join_job(args)
+    shard = join_generation_job(args)
     mine = rows if shard is None else rows[shard.rank :: shard.world]
     name = JOURNAL_NAME if shard is None else f"{JOURNAL_NAME}.{shard.stem}"
     journal = Journal.open(out / name, settings, "path", args.restart, flag="--name")
@@ -161,25 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     print(f"results in {out}")
     return 0
-
-
-def _join_job(args: argparse.Namespace) -> Shard | None:
-    """Under torchrun: this rank's shard, its GPU (``LOCAL_RANK``) as the device, and a gloo
-    group for gathering the records (ranks wait for the slowest: a long timeout)."""
-    from UniversalFakeDetect.features.shard import Shard
-
-    shard = Shard.from_env()
-    if shard is None:
-        return None
-    if args.device is not None:
-        raise UserError("--device: under torchrun each rank takes the GPU of its LOCAL_RANK")
-    import torch
-    import torch.distributed as dist
-
-    if torch.cuda.is_available():
-        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    dist.init_process_group("gloo", timeout=timedelta(hours=48))
-    return shard
 
 
 def _gather_records(

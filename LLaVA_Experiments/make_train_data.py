@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +36,7 @@ from LLaVA_Experiments.prompts import (
     guided_question,
     normalize_answer,
 )
+from LLaVA_Experiments.torchrun_job import join_generation_job
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import atomic_write_json
 
@@ -242,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root, rows = _training_rows(args)
     out = Path(args.out)
     _check_out(out)
-    shard = _join_job(args)
+    shard = join_generation_job(args)
     if shard is None:
         counts = build_conversations(
             rows, root, out, _model_generator(args), args.batch_size, args.question,
@@ -254,25 +253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     _print_counts(counts, out)
     return 0
-
-
-def _join_job(args: argparse.Namespace) -> Shard | None:
-    """Under torchrun: this rank's shard, its GPU as the device, a gloo group (long timeout:
-    ranks wait for the slowest)."""
-    from UniversalFakeDetect.features.shard import Shard
-
-    shard = Shard.from_env()
-    if shard is None:
-        return None
-    if args.device is not None:
-        raise UserError("--device: under torchrun each rank takes the GPU of its LOCAL_RANK")
-    import torch
-    import torch.distributed as dist
-
-    if torch.cuda.is_available():
-        args.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    dist.init_process_group("gloo", timeout=timedelta(hours=48))
-    return shard
 
 
 def _part_path(out: Path, shard: Shard) -> Path:
