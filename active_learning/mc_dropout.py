@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,8 +34,9 @@ DEFAULT_CHUNK_ROWS = 32768  # 32768 x 1024 float32 = 128 MB of working buffer
 DENSE_FRACTION = 0.5  # wanting at least this share of the rows: stream them all, then pick
 
 
-def draw_masks(passes: int, width: int, p: float, seed: int) -> np.ndarray:
-    """T inverted-dropout masks [T, D] (float32): 0 with probability p, else 1/(1-p)."""
+def draw_masks(passes: int, width: int, p: float, seed: int | Sequence[int]) -> np.ndarray:
+    """T inverted-dropout masks [T, D] (float32): 0 with probability p, else 1/(1-p); ``seed``
+    as numpy's ``default_rng`` takes it (an int, or several)."""
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     rng = np.random.default_rng(seed)

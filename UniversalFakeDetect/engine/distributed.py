@@ -71,10 +71,3 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     the state every rank validates, tests and keeps the one rank 0 saves."""
     for buffer in module.buffers():
         dist.broadcast(buffer, src=0)
-
-
-def broadcast_from_main(value: np.ndarray) -> np.ndarray:
-    """Rank 0's ``value`` on every rank (what one rank decides, all use)."""
-    box = [value if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return np.asarray(box[0])

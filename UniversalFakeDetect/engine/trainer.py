@@ -28,7 +28,6 @@ from active_learning.mc_dropout import draw_masks, linear_head_probabilities
 from active_learning.weighted_loss import weighted_bce_with_logits
 from UniversalFakeDetect.engine.distributed import (
     broadcast_buffers,
-    broadcast_from_main,
     gather_shares,
     sum_over_ranks,
 )
@@ -62,13 +61,10 @@ def batch_dropout_masks(
     seed: int, epoch: int, step: int, batch_size: int, width: int, p: float
 ) -> torch.Tensor:
     """Inverted-dropout masks [batch_size, width] for the images of global batch ``step`` of an
-    epoch, one row per position in that batch: each feature kept with probability 1 - p, drawn
-    from a generator seeded by (``seed``, ``epoch``, ``step``). A rank takes the rows of its
-    share, so N ranks draw the masks one process draws."""
-    state = np.random.SeedSequence([seed, epoch, step]).generate_state(2, dtype=np.uint64)
-    generator = torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
-    keep = torch.rand((batch_size, width), generator=generator) >= p
-    return keep.float() / (1 - p)
+    epoch, one row per position in that batch: the MC-dropout masks of
+    :func:`~active_learning.mc_dropout.draw_masks`, seeded by (``seed``, ``epoch``, ``step``).
+    A rank takes the rows of its share, so N ranks draw the masks one process draws."""
+    return torch.from_numpy(draw_masks(batch_size, width, p, seed=[seed, epoch, step]))
 
 
 def shard_of(source: BatchSource) -> Shard | None:
@@ -299,9 +295,9 @@ class DetectorTrainer:
                 rows = [position[int(i)] for i in batch.indices]
                 values = source.features(self.detector, batch.inputs).float().cpu().numpy()
                 features[rows] = values
-        if shard_of(source) is not None:  # each rank its share of the pool: gather, then let
-            # rank 0's features stand for all, so every rank scores and selects the same
-            features = broadcast_from_main(gather_shares(features))
+        if shard_of(source) is not None:  # each rank its share of the pool: gathered, every
+            # rank holds the same features, so every rank scores and selects the same
+            features = gather_shares(features)
         return linear_head_probabilities(features, weight, bias, masks)
 
     def state_dict(self) -> dict[str, Any]:
