@@ -2,12 +2,13 @@
 
 1. On the same generated 1024x1024 PNGs (StyleGAN3-like), in one process: PNG decoding alone
    (``Image.open`` + ``load``) against the whole conversion of a build (decode, EXIF orientation,
-   centre crop, Lanczos resize to 256, JPEG q90, atomic write). Decoding is work no conversion
+   centre crop, resize to 256, JPEG q90, atomic write). Decoding is work no conversion
    can skip, so ``ratio = conversion throughput / decode-only throughput`` (per core) says how
-   close the conversion is to that floor (target: at least 0.8). Rounds alternate between the
-   two so that other load on the machine hits both alike; the best round of each is kept.
-   Then the process pool over every core, per core, against the same decode rate; and, for
-   reference only, what Pillow's ``reducing_gap`` would give (not used: see the printout).
+   close the conversion is to that floor (target: at least 0.8, with the default filter; the
+   other ``--resample`` filters are printed beside it). One thread, as in each conversion
+   process. Rounds alternate between the two so that other load on the machine hits both
+   alike; the best round of each is kept. Then the process pool over every core, per core,
+   against the same decode rate.
 2. A subset build against the local Hub stand-in (an archive split into parts, streamed part
    by part): the peak scratch disk, from the downloader's meter and from polling the scratch
    folder, relative to the archive's size, with 0 and 1 parts prefetched.
@@ -31,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from PIL import Image, ImageOps
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Hub stand-in
 
 from datagen import make_sentry_subset
 from datagen.convert import ConversionPool, Task, default_workers, run_task
 from datagen.preprocess import Preprocessing
+from datagen.resampling import RESAMPLING, use_one_thread
 from tests.datagen.fake_hub import FakeHub, tar_gz
 
 
@@ -70,48 +72,35 @@ def convert_seconds(sources: list[bytes], prep: Preprocessing, folder: Path) -> 
     return time.perf_counter() - start
 
 
-def resize_what_if(sources: list[bytes], reducing_gap: float) -> float:
-    """Seconds for decode + orientation + resize with ``reducing_gap`` + encode (reference)."""
-    prep = Preprocessing()
-    start = time.perf_counter()
-    for data in sources:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            small = image.resize(
-                (prep.size, prep.size), Image.Resampling.LANCZOS, reducing_gap=reducing_gap
-            )
-            prep.encode(small)
-    return time.perf_counter() - start
-
-
 def single_core(sources: list[bytes], rounds: int, folder: Path) -> float:
-    """Decode-only and conversion throughput in this process; returns decode images/s."""
-    prep = Preprocessing()
-    decode, convert = [], []
-    convert_seconds(sources[:2], prep, folder)  # first-call costs (imports, codec set-up)
+    """Decode-only and conversion throughput in this process; returns decode images/s.
+
+    The default filter first, then every other ``--resample`` choice against the same decode.
+    """
+    default = Preprocessing().resample
+    filters = [default, *sorted(set(RESAMPLING) - {default})]
+    preps = [Preprocessing(resample=name) for name in filters]
+    for prep in preps:
+        convert_seconds(sources[:2], prep, folder)  # first-call costs (imports, codec set-up)
+    decode: list[float] = []
+    convert: dict[str, list[float]] = {prep.resample: [] for prep in preps}
     for _ in range(rounds):
         decode.append(decode_seconds(sources))
-        convert.append(convert_seconds(sources, prep, folder))
+        for prep in preps:
+            convert[prep.resample].append(convert_seconds(sources, prep, folder))
     n = len(sources)
-    best_decode, best_convert = min(decode), min(convert)
+    best_decode = min(decode)
     print(
         f"decode only : {n / best_decode:6.1f} images/s ({1e3 * best_decode / n:.1f} ms each; "
         f"rounds {', '.join(f'{1e3 * t / n:.1f}' for t in decode)} ms)"
     )
-    print(
-        f"conversion  : {n / best_convert:6.1f} images/s ({1e3 * best_convert / n:.1f} ms each; "
-        f"rounds {', '.join(f'{1e3 * t / n:.1f}' for t in convert)} ms)"
-    )
-    print(
-        f"ratio (conversion / decode-only throughput, one core): {best_decode / best_convert:.2f}"
-    )
-    for gap in (2.0, 1.1):
-        what_if = min(resize_what_if(sources, gap) for _ in range(max(1, rounds // 2)))
+    for name, seconds in convert.items():
+        best = min(seconds)
+        label = f"{name} (default)" if name == filters[0] else name
         print(
-            f"  what if reducing_gap={gap}: ratio {best_decode / what_if:.2f} (not used: the "
-            "integer box pre-reduction it adds depends on the source size, which differs "
-            "between reals and fakes)"
+            f"conversion, {label:<17}: {n / best:6.1f} images/s ({1e3 * best / n:.1f} ms each; "
+            f"rounds {', '.join(f'{1e3 * t / n:.1f}' for t in seconds)} ms); ratio to "
+            f"decode-only, one core: {best_decode / best:.2f}"
         )
     return n / best_decode
 
@@ -183,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--workers", type=int, default=default_workers(), help="processes (default: every core)"
     )
     args = parser.parse_args(argv)
+    use_one_thread()  # before torch is first imported: one core, as in a conversion process
     cores = args.workers
     print(f"cores: {cores} of {default_workers()}; Pillow {PIL.__version__}")
     sources = [generated_png(i, args.side) for i in range(args.images)]

@@ -11,7 +11,8 @@ from datagen.convert import default_workers
 from datagen.dataset_root import DatasetRoot
 from datagen.limits import MAX_MEMBER_BYTES
 from datagen.manifest import LABEL_NAMES
-from datagen.preprocess import RESAMPLING, Preprocessing
+from datagen.preprocess import Preprocessing
+from datagen.resampling import RESAMPLING
 from datagen.sentry.plan import format_bytes
 from datagen.source_writer import SourceReport
 from rfd_common.errors import UserError

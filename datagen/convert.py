@@ -25,6 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from datagen.preprocess import Preprocessing
+from datagen.resampling import use_one_thread
 from rfd_common.errors import UserError
 from rfd_common.files import atomic_write_bytes
 
@@ -97,6 +98,7 @@ def _watch_parent(parent: int) -> None:
 def _init_worker(prep: Preprocessing, parent: int) -> None:
     global _WORKER_PREP
     _WORKER_PREP = prep
+    use_one_thread()  # one core per conversion process
     # Ctrl-C is the main process's to handle: it stops submitting and shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()

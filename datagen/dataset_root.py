@@ -42,7 +42,10 @@ INFO_VERSION = 1
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k != "encoder"}
+    """The settings that decide the pixels (not the library versions)."""
+    comparable = {k: v for k, v in settings.items() if k != "encoder"}
+    comparable.setdefault("resizer", "Pillow")  # recorded before torch resized: Pillow did
+    return comparable
 
 
 class DatasetRoot:
@@ -109,18 +112,20 @@ class DatasetRoot:
 
         Read-only, so that a run can report it before it starts, with its other problems.
         """
-        recorded = self.info().get("preprocessing")
-        wanted = self.prep.to_dict()
-        if recorded is None or _comparable(recorded) == _comparable(wanted):
+        recorded_settings = self.info().get("preprocessing")
+        if recorded_settings is None:
+            return None
+        recorded, wanted = _comparable(recorded_settings), _comparable(self.prep.to_dict())
+        if recorded == wanted:
             return None
         changed = ", ".join(
             f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}"
-            for key in sorted(set(_comparable(recorded)) | set(_comparable(wanted)))
+            for key in sorted(set(recorded) | set(wanted))
             if recorded.get(key) != wanted.get(key)
         )
         return (
             f"--local_dataset_path {self.root}: its images were made with "
-            f"{_comparable(recorded)}, this run asks for other settings ({changed}); every "
+            f"{recorded}, this run asks for other settings ({changed}); every "
             "image of a dataset must go through the same preprocessing, and an interrupted "
             "run's images are reused: run again with the same settings, or build into a "
             "new folder"

@@ -13,12 +13,8 @@ from dataclasses import asdict, dataclass
 import PIL
 from PIL import Image
 
-RESAMPLING = {
-    "lanczos": Image.Resampling.LANCZOS,
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "area": Image.Resampling.BOX,
-}
+from datagen.resampling import RESAMPLING, resize_square, resizer
+
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
@@ -28,14 +24,14 @@ class Preprocessing:
 
     ``resize``: ``stretch`` (the whole image, aspect ratio not kept) or ``center_crop`` (crop the
     largest centred square, then resize). ``resample`` is the Pillow filter, applied at full
-    strength to every image (no ``reducing_gap`` shortcut: its box pre-reduction would depend
-    on the source size, which differs between reals and fakes). ``subsampling`` is the JPEG
+    strength to every image (see :mod:`datagen.resampling`: torch computes ``bicubic`` and
+    ``bilinear`` reductions of square images). ``subsampling`` is the JPEG
     chroma subsampling (``4:2:0`` or ``4:4:4``).
     """
 
     size: int = 256
     resize: str = "center_crop"
-    resample: str = "lanczos"
+    resample: str = "bicubic"
     jpeg_quality: int = 90
     subsampling: str = "4:2:0"
 
@@ -51,7 +47,11 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, object]:
         """Settings plus the encoder library version, for ``dataset.json``."""
-        return {**asdict(self), "encoder": f"Pillow {PIL.__version__}"}
+        return {
+            **asdict(self),
+            "resizer": resizer(self.resample),
+            "encoder": f"Pillow {PIL.__version__}",
+        }
 
     def resize_image(self, image: Image.Image) -> Image.Image:
         """RGB ``image`` resized to ``size`` x ``size`` by the recorded mode and filter.
@@ -67,7 +67,7 @@ class Preprocessing:
             top = (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side))
         if image.size != (self.size, self.size):
-            image = image.resize((self.size, self.size), RESAMPLING[self.resample])
+            image = resize_square(image, self.size, self.resample)
         return image
 
     def encode(self, image: Image.Image) -> bytes:

@@ -107,8 +107,11 @@ def test_pool_writes_the_same_files_as_one_process(tmp_path: Path) -> None:
     assert outputs[1] == outputs[2]
 
 
-def reference_conversion(data: bytes, prep: Preprocessing) -> bytes:
-    """The conversion as first written (every step a copy); the output must not have changed."""
+PILLOW_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
+
+
+def reference_pixels(data: bytes, prep: Preprocessing) -> Image.Image:
+    """The resized image of the conversion as first written (every step a copy, Pillow alone)."""
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
         image = ImageOps.exif_transpose(opened).convert("RGB")
@@ -117,9 +120,14 @@ def reference_conversion(data: bytes, prep: Preprocessing) -> bytes:
         left, top = (image.width - side) // 2, (image.height - side) // 2
         image = image.crop((left, top, left + side, top + side))
     if image.size != (prep.size, prep.size):
-        image = image.resize((prep.size, prep.size), Image.Resampling.LANCZOS)
+        image = image.resize((prep.size, prep.size), PILLOW_FILTERS[prep.resample])
+    return image
+
+
+def reference_conversion(data: bytes, prep: Preprocessing) -> bytes:
+    """The JPEG of :func:`reference_pixels`."""
     buffer = io.BytesIO()
-    image.convert("RGB").save(
+    reference_pixels(data, prep).convert("RGB").save(
         buffer, format="JPEG", quality=prep.jpeg_quality, subsampling=2, optimize=False
     )
     return buffer.getvalue()
@@ -141,9 +149,22 @@ def test_the_faster_conversion_gives_the_same_bytes() -> None:
     palette = io.BytesIO()
     Image.fromarray(pixels).quantize(64).save(palette, format="PNG")
     sources.append(palette.getvalue())
-    for prep in (PREP, Preprocessing(resize="stretch")):
+    for resize in ("center_crop", "stretch"):
+        # Lanczos is Pillow's alone: the very bytes of the first conversion.
+        exact = Preprocessing(resize=resize, resample="lanczos")
+        # The default bicubic reduces squares with torch's kernel, Pillow's filter to one grey
+        # level (see test_resampling), before the JPEG encoder.
+        default = Preprocessing(resize=resize)
+        assert default.resample == "bicubic"
         for i, data in enumerate(sources):
-            assert convert_bytes(data, prep) == reference_conversion(data, prep), (prep.resize, i)
+            assert convert_bytes(data, exact) == reference_conversion(data, exact), (resize, i)
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.load()
+                upright = ImageOps.exif_transpose(opened)
+            ours = np.asarray(default.resize_image(upright), dtype=np.int16)
+            reference = np.asarray(reference_pixels(data, default), dtype=np.int16)
+            difference = np.abs(ours - reference)
+            assert difference.max() <= 1 and (difference > 0).mean() < 0.01, (resize, i)
 
 
 @pytest.mark.parametrize(("subsampling", "sampling"), [("4:2:0", 2), ("4:4:4", 0)])

@@ -134,3 +134,22 @@ def test_a_finished_source_keeps_its_images_when_its_target_changes(tmp_path: Pa
     assert build(root) == 0  # a larger target: the source is built again, its images reused
     assert len(read_manifest(root)) == IMAGES
     assert {p: p.stat().st_mtime_ns for p in outputs(root) if p in first} == first
+
+
+@pytest.mark.parametrize(("resample", "accepted"), [("lanczos", True), ("bicubic", False)])
+def test_a_record_from_before_the_resizer_was_recorded(
+    tmp_path: Path, resample: str, accepted: bool
+) -> None:
+    """Older ``dataset.json`` files name no resizer: Pillow did every resize then. Lanczos is
+    still Pillow's; bicubic reductions are torch's now (one grey level apart), so a folder of
+    Pillow-bicubic images does not take them."""
+    root = tmp_path / "ds"
+    root.mkdir()
+    prep = Preprocessing(resample=resample)
+    old = {k: v for k, v in prep.to_dict().items() if k != "resizer"}
+    (root / "dataset.json").write_text(json.dumps({"format_version": 1, "preprocessing": old}))
+    problem = DatasetRoot(root, prep).settings_problem()
+    if accepted:
+        assert problem is None
+    else:
+        assert problem is not None and "resizer 'Pillow' -> 'torch" in problem

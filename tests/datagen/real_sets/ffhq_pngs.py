@@ -26,8 +26,14 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+RESAMPLE = ("--resample", "lanczos")
+
+
 def expected_jpeg(pixels: np.ndarray) -> bytes:
-    """Pillow directly: Lanczos to 256 when larger, JPEG quality 90, 4:2:0, baseline."""
+    """Pillow directly: Lanczos to 256 when larger, JPEG quality 90, 4:2:0, baseline.
+
+    Builds compared with it pass ``RESAMPLE`` (Lanczos is Pillow's alone, so the bytes match).
+    """
     image = Image.fromarray(pixels)
     if image.size != (256, 256):
         image = image.resize((256, 256), Image.Resampling.LANCZOS)

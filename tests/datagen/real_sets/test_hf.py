@@ -17,7 +17,7 @@ from datagen.catalog import RealSource
 from datagen.manifest import REAL, read_manifest
 from rfd_common.errors import UserError
 from tests.datagen.fake_hub import FakeHub
-from tests.datagen.real_sets.ffhq_pngs import PIXELS, expected_jpeg, png
+from tests.datagen.real_sets.ffhq_pngs import PIXELS, RESAMPLE, expected_jpeg, png
 
 REPO = "denislukovnikov/ffhq256-images-only"
 SOURCE = RealSource("ffhq", "train", "ffhq", "hf", REPO, 70_000)
@@ -56,7 +56,8 @@ def repository(layout: str) -> FakeHub:
 
 def build(root: Path, endpoint: str, *extra: str) -> None:
     argv = ["--local_dataset_path", str(root), "--workers", "1", "--quiet", "--sources", "ffhq"]
-    args = add_real_data.build_parser().parse_args([*argv, "--endpoint", endpoint, *extra])
+    argv += [*RESAMPLE, "--endpoint", endpoint, *extra]
+    args = add_real_data.build_parser().parse_args(argv)
     assert add_real_data.run(args, catalog=(SOURCE,)) == 0
 
 

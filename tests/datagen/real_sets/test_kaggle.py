@@ -19,7 +19,7 @@ from datagen.real_sets.kaggle import KaggleApiClient, has_credentials
 from rfd_common.errors import UserError
 from tests.datagen.fake_hub import noise_png
 from tests.datagen.fake_kaggle import FFHQ, FakeKaggle, jpeg, zip_bytes
-from tests.datagen.real_sets.ffhq_pngs import PIXELS, expected_jpeg, png
+from tests.datagen.real_sets.ffhq_pngs import PIXELS, RESAMPLE, expected_jpeg, png
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -197,6 +197,7 @@ def test_ffhq_from_the_originals_kaggle_png_set_is_encoded_once(tmp_path: Path) 
     client = FakeKaggle({slug: zip_bytes(files)})
     root = tmp_path / "ds"
     argv = ["--local_dataset_path", str(root), "--workers", "1", "--quiet", "--sources", "ffhq"]
+    argv += RESAMPLE
     assert add_real_data.run(add_real_data.build_parser().parse_args(argv), client, (source,)) == 0
     rows = read_manifest(root)
     assert [r.path for r in rows] == [f"ImageData/train/ffhq/{n}.jpg" for n in PIXELS]
