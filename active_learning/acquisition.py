@@ -77,18 +77,21 @@ def binary_cross_entropy(p: np.ndarray, labels: np.ndarray, eps: float | None = 
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))
 
 
-def minmax_additive_norm(scores: np.ndarray) -> np.ndarray:
+def minmax_additive_norm(
+    scores: np.ndarray, bounds: tuple[float, float] | None = None
+) -> np.ndarray:
     """w = (s - m) / (max(s) - m) + 1 with m = min(min(s), 0.1): weights in [1, 2].
 
     Every w is exactly 1 when the spread max(s) - m is round-off, i.e. at most
     ``SPREAD_ATOL + SPREAD_RTOL * max|s|`` (both 1e-12): all scores equal (e.g. uniform's
     zeros) or differing only by float error (identical MC passes) and <= 0.1. Equal scores
-    above 0.1 keep the formula's w = 2 (their spread from m = 0.1 is real).
+    above 0.1 keep the formula's w = 2 (their spread from m = 0.1 is real). ``bounds``: the
+    (min, max) of the scores of every candidate, when ``scores`` are one chunk of them.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0:
         return s.copy()
-    low, high = float(s.min()), float(s.max())
+    low, high = bounds if bounds is not None else (float(s.min()), float(s.max()))
     m = min(low, WEIGHT_FLOOR_SCORE)
     span = high - m
     if span <= SPREAD_ATOL + SPREAD_RTOL * max(abs(low), abs(high)):
@@ -138,7 +141,11 @@ def mean_std(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
 
 
 def _loss_weighted(plain: ScoreFunction, name: str) -> ScoreFunction:
-    def score_fn(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    def score_fn(
+        probs: np.ndarray,
+        labels: np.ndarray | None = None,
+        bounds: tuple[float, float] | None = None,
+    ) -> np.ndarray:
         if labels is None:
             raise ValueError(
                 f"{name} needs the labels of the candidates (true labels: simulation only); "
@@ -150,12 +157,13 @@ def _loss_weighted(plain: ScoreFunction, name: str) -> ScoreFunction:
         if labels.shape != (probs.shape[1],):
             raise ValueError(f"labels must have shape ({probs.shape[1]},), got {labels.shape}")
         loss = binary_cross_entropy(probs.mean(axis=0), labels, eps=eps)
-        return loss * minmax_additive_norm(plain(probs, None))
+        return loss * minmax_additive_norm(plain(probs, None), bounds)
 
     score_fn.__name__ = name
     score_fn.__doc__ = (
         f"BCE(p, y) * minmax_additive_norm({plain.__name__}) over the candidates; "
-        "reads the labels y (true labels: simulation only)."
+        "reads the labels y (true labels: simulation only). ``bounds``: the (min, max) of "
+        f"{plain.__name__} over every candidate, when ``probs`` are one chunk of them."
     )
     return score_fn
 
@@ -178,6 +186,12 @@ class Acquisition:
     function: ScoreFunction
     needs_labels: bool  # reads the candidates' labels (true ones unless label_free)
     needs_probs: bool  # needs MC-dropout passes (uniform does not)
+    plain: ScoreFunction | None = None  # a loss-weighted score's unweighted score
+
+    @property
+    def needs_bounds(self) -> bool:
+        """Whether a candidate's score depends on the plain scores' range over all of them."""
+        return self.plain is not None
 
 
 REGISTRY: dict[str, Acquisition] = {
@@ -188,10 +202,14 @@ REGISTRY: dict[str, Acquisition] = {
         Acquisition("bald", 3, bald, needs_labels=False, needs_probs=True),
         Acquisition("var_ratios", 4, var_ratios, needs_labels=False, needs_probs=True),
         Acquisition("mean_std", 5, mean_std, needs_labels=False, needs_probs=True),
-        Acquisition("loss_weighted_max_entropy", 6, loss_weighted_max_entropy, True, True),
-        Acquisition("loss_weighted_bald", 7, loss_weighted_bald, True, True),
-        Acquisition("loss_weighted_var_ratios", 8, loss_weighted_var_ratios, True, True),
-        Acquisition("loss_weighted_mean_std", 9, loss_weighted_mean_std, True, True),
+        Acquisition(
+            "loss_weighted_max_entropy", 6, loss_weighted_max_entropy, True, True, max_entropy
+        ),
+        Acquisition("loss_weighted_bald", 7, loss_weighted_bald, True, True, bald),
+        Acquisition(
+            "loss_weighted_var_ratios", 8, loss_weighted_var_ratios, True, True, var_ratios
+        ),
+        Acquisition("loss_weighted_mean_std", 9, loss_weighted_mean_std, True, True, mean_std),
     )
 }
 BY_NUMBER: dict[int, str] = {a.number: a.name for a in REGISTRY.values()}
@@ -236,9 +254,36 @@ def score(
     labels: np.ndarray | None = None,
     *,
     label_free: bool = False,
+    bounds: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Scores [N] of the strategy ``value``; ``label_free`` swaps labels for predicted ones."""
+    """Scores [N] of the strategy ``value``; ``label_free`` swaps labels for predicted ones.
+
+    ``bounds``: for a loss-weighted strategy scored in chunks, the (min, max) of its plain
+    score over every candidate (:func:`plain_bounds` of each chunk, combined).
+    """
     acquisition = get_acquisition(value)
     if acquisition.needs_labels and label_free:
         labels = predicted_labels(probs)
+    if acquisition.needs_bounds:
+        return acquisition.function(probs, labels, bounds)  # type: ignore[call-arg]
     return acquisition.function(probs, labels if acquisition.needs_labels else None)
+
+
+def plain_bounds(value: str | int, probs: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of a loss-weighted strategy's plain score over ``probs``' candidates (None
+    for the other strategies, and for no candidate)."""
+    acquisition = get_acquisition(value)
+    if acquisition.plain is None or np.shape(probs)[-1] == 0:
+        return None
+    plain = acquisition.plain(probs, None)
+    return float(plain.min()), float(plain.max())
+
+
+def combine_bounds(
+    parts: list[tuple[float, float] | None],
+) -> tuple[float, float] | None:
+    """The (min, max) over several chunks' :func:`plain_bounds`."""
+    found = [b for b in parts if b is not None]
+    if not found:
+        return None
+    return min(b[0] for b in found), max(b[1] for b in found)

@@ -71,6 +71,13 @@ class Learner(RoundModel, Protocol):
         """Restore a :meth:`state_dict`."""
 
 
+PER_ITEM_PROBABILITIES = "per_item_probabilities"
+"""Optional learner attribute: True when ``mc_probabilities`` of an item does not depend on
+which other items are asked in the same call (one dropout mask per pass, shared by every item:
+seeded by ``seed`` alone). The loop then asks for the pool chunk by chunk, in bounded memory
+(:mod:`active_learning.query_step`); without it, once for every candidate."""
+
+
 @runtime_checkable
 class ReportsUnreadable(Protocol):
     """Optional learner method: which pool items the learner cannot read."""

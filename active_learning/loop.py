@@ -52,11 +52,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from active_learning.acquisition import ALL, Acquisition, get_acquisition, predicted_labels, score
+from active_learning.acquisition import ALL, Acquisition, get_acquisition
 from active_learning.config import ALConfig, ConfigError
-from active_learning.learner import Learner, ReportsUnreadable
+from active_learning.learner import PER_ITEM_PROBABILITIES, Learner, ReportsUnreadable
+from active_learning.query_step import QUERY_CHUNK_ROWS, PoolScan, QueryRequest, stream_query
 from active_learning.results import IterationRecord, write_results
-from active_learning.selection import candidate_indices, select_query
+from active_learning.selection import SEED_BOUND
 from active_learning.weighted_loss import decay_weights, query_weights
 from rfd_common.files import atomic_write
 from rfd_common.fingerprints import must_match_on_resume
@@ -257,49 +258,38 @@ def query(
     """The next query. Candidates: the unlabelled pool (or its subsample) minus ``excluded``
     (pool items already known unreadable), minus those the learner reports unreadable now
     (:class:`~active_learning.learner.ReportsUnreadable`), before any MC-dropout pass. Raises
-    ValueError if a remaining candidate gets a non-finite probability."""
-    subsample_rng = _rng(config.seed, Purpose.SUBSAMPLE, iteration)
+    ValueError if a remaining candidate gets a non-finite probability.
+
+    A learner whose probabilities of an item do not depend on the other items of the call
+    (``per_item_probabilities``: shared dropout masks) is asked chunk by chunk, so the memory
+    of the step is bounded whatever the pool size (:mod:`active_learning.query_step`); another
+    is asked once for every candidate.
+    """
     taken = labelled
     if excluded is not None and len(excluded):
         taken = np.concatenate([labelled, np.asarray(excluded, dtype=np.int64)])
-    candidates = candidate_indices(labels.size, taken, config.subsample_size, subsample_rng)
-    found = NO_INDICES
-    check = unreadable_check(learner)
-    if check is not None and candidates.size:
-        bad = check(candidates)
-        found, candidates = candidates[bad], candidates[~bad]
-    if candidates.size == 0:
-        return Query(candidates, np.zeros(0), found)
-    predicted_needed = config.label_free and (
-        config.balance_acquisition or acquisition.needs_labels
+    per_item = bool(getattr(learner, PER_ITEM_PROBABILITIES, False))
+    scan = PoolScan(
+        taken,
+        config.subsample_size,
+        int(_rng(config.seed, Purpose.SUBSAMPLE, iteration).integers(SEED_BOUND)),
+        chunk_rows=QUERY_CHUNK_ROWS if per_item else max(labels.size, 1),
     )
-    if acquisition.needs_probs or predicted_needed:
-        seed = derive_seed(config.seed, Purpose.MC_DROPOUT, iteration)
-        probs = np.asarray(learner.mc_probabilities(candidates, config.dropout_iter, seed))
-        expected = (config.dropout_iter, candidates.size)
-        if probs.shape != expected:
-            raise ValueError(f"mc_probabilities returned shape {probs.shape}, not {expected}")
-        broken = ~np.isfinite(probs).all(axis=0)
-        if broken.any():
-            raise ValueError(
-                f"mc_probabilities returned non-finite probabilities for {int(broken.sum())} of "
-                f"{candidates.size} candidates (pool items {candidates[broken][:5].tolist()}); "
-                "a learner that cannot read some pool items must say so with unreadable_items "
-                "(active_learning.learner.ReportsUnreadable)"
-            )
-    else:
-        probs = np.zeros((0, candidates.size))
-    reads_labels = acquisition.needs_labels and not config.label_free  # simulation only
-    true_labels = labels[candidates] if reads_labels else None
-    scores = score(acquisition.name, probs, true_labels, label_free=config.label_free)
-    classes = None
-    if config.balance_acquisition:
-        classes = predicted_labels(probs) if config.label_free else labels[candidates]
+    request = QueryRequest(
+        acquisition, config.query, config.balance_acquisition, config.label_free, labels
+    )
+    seed = derive_seed(config.seed, Purpose.MC_DROPOUT, iteration)
     rng = _rng(config.seed, Purpose.SELECT, iteration)
-    chosen, chosen_scores = select_query(
-        candidates, scores, config.query, rng, classes=classes, labelled=labelled
+    found = stream_query(
+        request,
+        scan,
+        lambda rows: learner.mc_probabilities(rows, config.dropout_iter, seed),
+        tie_seed=int(rng.integers(SEED_BOUND)),
+        select_rng=rng,
+        unreadable=unreadable_check(learner),
+        passes=config.dropout_iter,
     )
-    return Query(chosen, chosen_scores, found)
+    return Query(found.indices, found.scores, found.unreadable)
 
 
 @dataclass

@@ -1,20 +1,24 @@
-"""Time one active-learning query step over cached features, and its peak memory.
+"""Time one active-learning query step over cached features, and the memory it allocates.
 
 A step = T MC-dropout passes of a dropout -> linear head over every unlabelled row of a
 float32 feature cache, as UniversalFakeDetect.features stores it (one mask per pass shared by
-the pool: DESIGN section 4), BALD scores, and a class-balanced top-k selection. Pools of 10k,
-100k and 481k rows of 1024-wide features (CLIP RN50's width) live in a memory-mapped .npy
-file, as the feature cache does; every size runs in a fresh process so its peak resident
-memory (which counts the mapped features: 1.9 GB at 481k) is its own. The target: at most
-1 s and about 2 GB at 481k on 2 cores. At the smallest size the step is also
+the pool: DESIGN section 4), BALD scores and a class-balanced top-k, streamed in chunks
+(:mod:`active_learning.query_step`); a loss-weighted BALD step (two passes: the plain score's
+range, then the scores) beside it. Pools of 10k, 100k, 481k and 2M rows of 1024-wide features
+(CLIP RN50's width) live in a memory-mapped .npy file, as the feature cache does; every size
+runs in fresh processes, on 1 rank and on 2 ranks sharing the chunks (gloo, merged with
+``all_gather_object``). Allocated = the peak of what the step allocates (tracemalloc), not the
+pages of the mapped cache, which the page cache holds and may drop; target under 2 GB at any
+size, 1 s at 481k on 2 cores. ``--huge`` adds 12M rows (a 47 GB cache: more than this
+machine's memory, so the step reads it from disk). At the smallest size the passes are also
 timed with independent per-sample masks (the original's way) for the ratio.
 
 The same run then times the query step of CLIP:RN50 (random weights) at 224 px on
 ``--clip_images`` images: from cached features against recomputing the whole network T times
 per image, as the original did (target ratio at least 1,000x).
 
-python benchmarks/bench_query_step.py [--sizes 10000 100000 481000] [--clip_images 100]
-    [--network CLIP:RN50] [--crop 224]
+python benchmarks/bench_query_step.py [--sizes 10000 100000 481000 2000000] [--huge]
+    [--clip_images 100] [--network CLIP:RN50] [--crop 224]
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from active_learning.acquisition import bald
+from active_learning.acquisition import bald, get_acquisition
 from active_learning.mc_dropout import draw_masks, linear_head_probabilities
-from active_learning.selection import candidate_indices, select_query
+from active_learning.query_step import PoolScan, QueryRequest, stream_query
 
 WIDTH, PASSES, DROPOUT, QUERY, LABELLED = 1024, 10, 0.5, 500, 2000
 REPEATS = 3
+LOSS_WEIGHTED = "loss_weighted_bald"
+HUGE = 12_000_000
 
 
 def make_cache(path: Path, rows: int, width: int, seed: int = 0) -> None:
@@ -51,24 +57,23 @@ def make_cache(path: Path, rows: int, width: int, seed: int = 0) -> None:
     cache.flush()
 
 
-def query_step(features, labels, labelled, weight, seed: int) -> dict[str, float]:
-    """One step; returns the seconds of each part."""
-    times = {}
+def query_step(
+    features, labels, labelled, weight, seed: int, name: str = "bald", rank: int = 0,
+    world: int = 1, gather=None,
+) -> float:  # fmt: skip
+    """One streamed step (its share of it, on ``rank`` of ``world``); returns its seconds."""
     start = time.perf_counter()
-    candidates = candidate_indices(len(labels), labelled, 0, np.random.default_rng(seed))
     masks = draw_masks(PASSES, features.shape[1], DROPOUT, seed)
-    probs = linear_head_probabilities(features, weight, 0.0, masks, indices=candidates)
-    times["mc_passes"] = time.perf_counter() - start
-    mark = time.perf_counter()
-    scores = bald(probs)
-    times["score"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    chosen, _ = select_query(candidates, scores, QUERY, rng, classes=labels[candidates])
-    times["select"] = time.perf_counter() - mark
-    times["total"] = time.perf_counter() - start
-    assert chosen.size == QUERY
-    return times
+    found = stream_query(
+        QueryRequest(get_acquisition(name), QUERY, True, False, labels),
+        PoolScan(labelled, 0, seed, rank=rank, world=world),
+        lambda rows: linear_head_probabilities(features, weight, 0.0, masks, indices=rows),
+        tie_seed=seed,
+        select_rng=np.random.default_rng(seed),
+        gather=gather,
+    )
+    assert found.indices.size == QUERY
+    return time.perf_counter() - start
 
 
 def per_sample_masks_step(features, weight, seed: int) -> float:
@@ -95,35 +100,72 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def allocated_mb(features, labels, labelled, weight) -> float:
-    """Peak memory one more step allocates (numpy reports its buffers to tracemalloc), not
-    counting the pages of the memory-mapped cache, which the page cache holds and may drop:
-    what a pool larger than memory needs."""
+def allocated_mb(step) -> float:
+    """Peak memory one more ``step()`` allocates (numpy reports its buffers to tracemalloc),
+    not counting the pages of the memory-mapped cache: what a pool larger than memory needs."""
     tracemalloc.start()
     try:
-        query_step(features, labels, labelled, weight, REPEATS)
+        step()
         return tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
 
 
-def child(cache: Path, rows: int, per_sample: bool) -> dict[str, float]:
-    """Measure one pool size: the first ``rows`` rows of the cache (in its own process)."""
+def pool_inputs(cache: Path, rows: int):
+    """The first ``rows`` rows of the cache, their labels, 2,000 labelled rows, a head."""
     features = np.load(cache, mmap_mode="r")[:rows]
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, size=rows)
     labelled = rng.choice(rows, size=LABELLED, replace=False)
     weight = rng.standard_normal(WIDTH).astype(np.float32) / np.sqrt(WIDTH)
+    return features, labels, labelled, weight
+
+
+def child(cache: Path, rows: int, per_sample: bool, repeats: int) -> dict[str, float]:
+    """Measure one pool size on one rank (in its own process)."""
+    features, labels, labelled, weight = pool_inputs(cache, rows)
     rss_before = peak_rss_mb()
-    runs = [query_step(features, labels, labelled, weight, seed) for seed in range(REPEATS)]
-    result = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-    result["rss_before_mb"] = rss_before
+    runs = [query_step(features, labels, labelled, weight, seed) for seed in range(repeats)]
+    result = {"total": float(np.median(runs)), "rss_before_mb": rss_before}
+    result["loss_weighted"] = query_step(features, labels, labelled, weight, 0, LOSS_WEIGHTED)
     result["peak_rss_mb"] = peak_rss_mb()
-    result["allocated_mb"] = allocated_mb(features, labels, labelled, weight)
+    result["allocated_mb"] = allocated_mb(
+        lambda: query_step(features, labels, labelled, weight, repeats)
+    )
     result["cache_mb"] = features.nbytes / 2**20
     if per_sample:
         result["per_sample_masks"] = per_sample_masks_step(features, weight, 0)
     return result
+
+
+def ranked_child(cache: Path, rows: int, rank: int, world: int, port: int, repeats: int):
+    """Measure one pool size as ``rank`` of ``world`` processes sharing the step (gloo)."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+
+        def gather(obj):
+            out = [None] * world
+            dist.all_gather_object(out, obj)
+            return out
+
+        features, labels, labelled, weight = pool_inputs(cache, rows)
+        times = []
+        for seed in range(repeats):
+            dist.barrier()
+            times.append(query_step(features, labels, labelled, weight, seed, "bald", rank,
+                                    world, gather))  # fmt: skip
+        allocated = allocated_mb(
+            lambda: query_step(
+                features, labels, labelled, weight, repeats, "bald", rank, world, gather
+            )
+        )
+        return {"total": float(np.median(times)), "allocated_mb": allocated}
+    finally:
+        dist.destroy_process_group()
 
 
 def clip_cached_vs_recomputed(images: int, arch: str = "CLIP:RN50", crop: int = 224) -> None:
@@ -176,10 +218,54 @@ def clip_cached_vs_recomputed(images: int, arch: str = "CLIP:RN50", crop: int = 
     )
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def last_json(command: list[str]) -> dict:
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(cache: Path, rows: int, per_sample: bool, world: int) -> dict[str, float]:
+    """One pool size: a 1-rank process, then ``world`` processes sharing the step."""
+    repeats = 1 if rows > 4_000_000 else REPEATS
+    base = [sys.executable, __file__, "--repeats", str(repeats)]
+    result = last_json([*base, "--child", str(cache), str(rows), *(["--per_sample"] * per_sample)])
+    port = str(free_port())
+    ranks = [
+        subprocess.Popen(
+            [*base, "--ranked_child", str(cache), str(rows), str(rank), str(world), port],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
+    shared = []
+    for process in ranks:
+        out, _ = process.communicate()
+        if process.returncode:
+            raise RuntimeError(f"a ranked child failed ({process.returncode})")
+        shared.append(json.loads(out.strip().splitlines()[-1]))
+    result["ranks_total"] = max(r["total"] for r in shared)
+    result["ranks_allocated_mb"] = max(r["allocated_mb"] for r in shared)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 481_000])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 100_000, 481_000, 2_000_000]
+    )
+    parser.add_argument("--huge", action="store_true", help=f"add {HUGE:,} rows (47 GB on disk)")
+    parser.add_argument("--world", type=int, default=2, help="processes sharing a step (2)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # CACHE ROWS
+    parser.add_argument("--ranked_child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=REPEATS, help=argparse.SUPPRESS)
     parser.add_argument("--per_sample", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--clip_images", type=int, default=100, help="images for the CLIP:RN50 part (0: skip)"
@@ -190,45 +276,54 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=224, help="its crop size (default 224)")
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.per_sample)))
+        cache, rows = Path(args.child[0]), int(args.child[1])
+        print(json.dumps(child(cache, rows, args.per_sample, args.repeats)))
         return
+    if args.ranked_child:
+        cache, rows, rank, world, port = args.ranked_child
+        measured = ranked_child(
+            Path(cache), int(rows), int(rank), int(world), int(port), args.repeats
+        )
+        print(json.dumps(measured))
+        return
+    sizes = sorted(set(args.sizes) | ({HUGE} if args.huge else set()))
     print(
         f"one query step: T={PASSES} shared-mask MC-dropout passes of a dropout({DROPOUT}) -> "
         f"linear head over a float32 [N, {WIDTH}] memory-mapped cache ({LABELLED} rows "
-        f"labelled), BALD, balanced top-{QUERY}; median of {REPEATS}; torch threads "
-        f"{torch.get_num_threads()}"
+        f"labelled), BALD, balanced top-{QUERY}, streamed in chunks; median of {REPEATS} "
+        f"(1 above 4M rows); torch threads {torch.get_num_threads()}"
     )
     header = (
-        f"{'pool':>8} {'cache MB':>9} {'MC passes s':>12} {'score s':>8} {'select s':>9} "
-        f"{'total s':>8} {'RSS before MB':>14} {'peak RSS MB':>12} {'allocated MB':>13}"
+        f"{'pool':>9} {'cache MB':>9} {'1 rank s':>9} {'allocated MB':>13} "
+        f"{'peak RSS MB':>12} {'loss-wtd s':>11} {f'{args.world} ranks s':>10} "
+        f"{'allocated MB':>13}"
     )
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "features.npy"
         start = time.perf_counter()
-        make_cache(cache, max(args.sizes), WIDTH)
-        print(f"(cache of {max(args.sizes)} rows written in {time.perf_counter() - start:.1f} s)")
+        make_cache(cache, max(sizes), WIDTH)
+        print(f"(cache of {max(sizes)} rows written in {time.perf_counter() - start:.1f} s)")
         print(header)
-        for i, rows in enumerate(args.sizes):
-            command = [sys.executable, __file__, "--child", str(cache), str(rows)]
-            command += ["--per_sample"] if i == 0 else []
-            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            r = results[rows] = json.loads(out.strip().splitlines()[-1])
+        for i, rows in enumerate(sizes):
+            r = results[rows] = measure(cache, rows, i == 0, args.world)
             print(
-                f"{rows:>8} {r['cache_mb']:>9.0f} {r['mc_passes']:>12.3f} {r['score']:>8.3f} "
-                f"{r['select']:>9.3f} {r['total']:>8.3f} {r['rss_before_mb']:>14.0f} "
-                f"{r['peak_rss_mb']:>12.0f} {r['allocated_mb']:>13.0f}"
+                f"{rows:>9} {r['cache_mb']:>9.0f} {r['total']:>9.3f} {r['allocated_mb']:>13.0f} "
+                f"{r['peak_rss_mb']:>12.0f} {r['loss_weighted']:>11.3f} "
+                f"{r['ranks_total']:>10.3f} {r['ranks_allocated_mb']:>13.0f}"
             )
-    first = results[args.sizes[0]]
+    first = results[sizes[0]]
     print(
-        f"\nper-sample masks at {args.sizes[0]}: {first['per_sample_masks']:.3f} s for the "
-        f"passes = {first['per_sample_masks'] / first['mc_passes']:.0f}x the shared-mask passes"
+        f"\nper-sample masks at {sizes[0]}: {first['per_sample_masks']:.3f} s for the passes "
+        f"= {first['per_sample_masks'] / first['total']:.0f}x the whole shared-mask step"
     )
-    largest = results[args.sizes[-1]]
+    largest = results[sizes[-1]]
     print(
-        f"{args.sizes[-1]} rows: {largest['total']:.3f} s (target 1 s), peak RSS "
-        f"{largest['peak_rss_mb'] / 1024:.2f} GB (target 2 GB), allocated "
-        f"{largest['allocated_mb'] / 1024:.2f} GB (the mapped cache not counted)"
+        f"{sizes[-1]} rows: {largest['total']:.3f} s on 1 rank, {largest['ranks_total']:.3f} s "
+        f"on {args.world} (ratio {largest['total'] / largest['ranks_total']:.2f}); allocated "
+        f"{largest['allocated_mb'] / 1024:.2f} GB, {largest['ranks_allocated_mb'] / 1024:.2f} "
+        f"GB a rank (target under 2 GB; the mapped cache not counted); "
+        f"{largest['total'] / largest['cache_mb'] * 1024:.2f} s per GB of cache"
     )
     if args.clip_images:
         clip_cached_vs_recomputed(args.clip_images, args.network, args.crop)

@@ -1,6 +1,6 @@
 """Fast version of benchmarks/bench_al_digits.py: on scikit-learn's digits, MC-dropout
 strategies need at least 10% fewer labels than uniform to reach the target accuracy, on average
-over 5 seeds, every run reaching it.
+over 5 seeds, every MC-dropout run reaching it.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ def test_mc_dropout_strategies_beat_uniform_on_digits() -> None:
     needed = bench.run_benchmark(
         range(5), ("uniform", "max_entropy", "bald", "var_ratios"), config, target=0.92
     )
-    # every run reaches the target, so no mean below is propped up by the cap
-    assert all(None not in runs for runs in needed.values()), needed
+    # every MC-dropout run reaches the target, so no strategy's mean is propped up by the cap;
+    # a uniform run that does not reach it counts as the cap: a lower bound of what it needs,
+    # which only makes beating uniform harder
+    assert all(None not in runs for s, runs in needed.items() if s != "uniform"), needed
     means = {s: bench.mean_labels(v, cap) for s, v in needed.items()}
     for strategy in ("max_entropy", "bald", "var_ratios"):
         # at least 10% fewer labels than uniform (measured: 18-23% fewer, 79-85 vs 103)

@@ -643,3 +643,40 @@ def test_nan_probabilities_of_unreported_items_are_an_error() -> None:
     learner = NaNLearner(40, range(4, 40))  # NaN for every candidate, but nothing reported
     with pytest.raises(ValueError, match=r"non-finite probabilities.*unreadable_items"):
         run_active_learning(learner, labels, ALConfig(**UNREADABLE_CONFIG), log=None)
+
+
+class ChunkedLearner(ScriptedLearner):
+    """A scripted learner that declares per-item probabilities, so the loop asks in chunks;
+    it records the size of every request."""
+
+    per_item_probabilities = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[int] = []
+
+    def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
+        self.asked.append(len(indices))
+        return super().mc_probabilities(indices, passes, seed)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(acq_func="loss_weighted_bald", balance_acquisition=True),
+        dict(acq_func="var_ratios", subsample_size=9),
+        dict(acq_func="bald", label_free=True, balance_acquisition=True),
+    ],
+)
+def test_a_pool_asked_in_chunks_labels_what_one_request_labels(
+    monkeypatch: pytest.MonkeyPatch, changes: dict
+) -> None:
+    labels = np.array([0, 1] * 20)
+    probs = np.random.default_rng(5).random(labels.size)
+    config = ALConfig(**{**SCRIPTED_RUN, "al_iter": 4, **changes})
+    whole = run_active_learning(ScriptedLearner(40, probs=probs), labels, config, None, log=None)
+    monkeypatch.setattr("active_learning.loop.QUERY_CHUNK_ROWS", 4)
+    learner = ChunkedLearner(40, probs=probs)
+    chunked = run_active_learning(learner, labels, config, None, log=None)
+    np.testing.assert_array_equal(chunked.labelled, whole.labelled)
+    assert max(learner.asked) <= 4 and len(learner.asked) >= 3 * config.al_iter  # chunked

@@ -28,34 +28,37 @@ def test_tiny_run_prints_consistent_figures(capsys: pytest.CaptureFixture[str]) 
     assert lines[2].split()[:3] == ["pool", "cache", "MB"]
     table = {}
     body = lines[3 : 3 + len(SIZES)]
+    names = ("rows", "cache_mb", "total", "allocated", "peak", "loss", "ranks", "ranks_allocated")
     for line, rows in zip(body, SIZES, strict=True):
         cells = line.split()
-        assert len(cells) == 9 and all(re.fullmatch(n, cell) for cell in cells), line
+        assert len(cells) == 8 and all(re.fullmatch(n, cell) for cell in cells), line
         assert cells[0] == str(rows)
         # float32 features, WIDTH wide: the MB of the rows measured
         assert cells[1] == f"{rows * bench.WIDTH * 4 / 2**20:.0f}"
-        assert float(cells[7]) >= float(cells[6])  # a peak is at least what came before it
-        table[rows] = dict(zip(("mc", "score", "select", "total"), cells[2:6], strict=True))
-        table[rows]["peak_mb"] = cells[7]
-        table[rows]["allocated_mb"] = cells[8]
+        table[rows] = dict(zip(names, cells, strict=True))
     rest = lines[3 + len(SIZES) :]
     assert rest[0] == ""
     first, last = table[SIZES[0]], table[SIZES[-1]]
     per_sample = re.fullmatch(
-        rf"per-sample masks at {SIZES[0]}: ({n}) s for the passes = ({n})x the shared-mask passes",
+        rf"per-sample masks at {SIZES[0]}: ({n}) s for the passes = ({n})x the whole "
+        "shared-mask step",
         rest[1],
     )
     assert per_sample, rest[1]
-    assert_quotient(per_sample.group(2), per_sample.group(1), first["mc"])
+    assert_quotient(per_sample.group(2), per_sample.group(1), first["total"])
     summary = re.fullmatch(
-        rf"{SIZES[-1]} rows: ({n}) s \(target 1 s\), peak RSS ({n}) GB \(target 2 GB\), "
-        rf"allocated ({n}) GB \(the mapped cache not counted\)",
+        rf"{SIZES[-1]} rows: ({n}) s on 1 rank, ({n}) s on 2 \(ratio ({n})\); allocated ({n}) "
+        rf"GB, ({n}) GB a rank \(target under 2 GB; the mapped cache not counted\); ({n}) s per "
+        "GB of cache",
         rest[2],
     )
     assert summary, rest[2]
-    assert summary.group(1) == last["total"]
-    assert_quotient(summary.group(2), last["peak_mb"], 1024.0)
-    assert_quotient(summary.group(3), last["allocated_mb"], 1024.0)
+    one, two, ratio, allocated, ranks_allocated, per_gb = summary.groups()
+    assert (one, two) == (last["total"], last["ranks"])
+    assert_quotient(ratio, one, two)
+    assert_quotient(allocated, last["allocated"], 1024.0)
+    assert_quotient(ranks_allocated, last["ranks_allocated"], 1024.0)
+    assert_quotient(per_gb, one, last["cache_mb"], scale=1024.0)
     assert rest[3] == ""
     cached = re.fullmatch(
         rf"{NETWORK} at {CROP} px, {IMAGES} images, T={bench.PASSES}: recomputing the network T "

@@ -1,0 +1,203 @@
+"""One query over the pool, streamed in chunks: the memory it allocates is bounded by the chunk
+and the query size, whatever the pool size, and its time grows linearly with the pool.
+
+Each chunk of candidates (pool order, labelled items left out: :func:`candidate_chunks`) gets
+its MC-dropout probabilities, its scores and its classes, and only the best ``query`` of them
+(per class when balanced) are kept (:class:`RunningSelection`). A loss-weighted score
+normalises its plain score by the plain score's range over every candidate, so it takes two
+passes: the range first, then the scores. Several processes can share the chunks
+(``rank``/``world``) and merge what they found with ``gather`` (e.g. ``all_gather_object``);
+they then pick exactly what one process picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from active_learning.acquisition import (
+    Acquisition,
+    combine_bounds,
+    plain_bounds,
+    predicted_labels,
+    score,
+)
+from active_learning.selection import RunningSelection, candidate_chunks, tie_keys
+
+QUERY_CHUNK_ROWS = 131_072  # T=10 float32 passes: 5 MB a chunk, ~60 MB of float64 temporaries
+Probabilities = Callable[[np.ndarray], np.ndarray]  # pool items -> [T, len(items)] P(fake)
+Unreadable = Callable[[np.ndarray], np.ndarray]  # pool items -> bool mask: cannot be read
+Gather = Callable[[Any], list[Any]]  # one object per process -> every process's, rank order
+
+NO_INDICES = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """What to pick: ``query`` items by ``acquisition``, class-balanced or not, scored on the
+    true labels (``labels``, simulation) or on the predicted ones (``label_free``)."""
+
+    acquisition: Acquisition
+    query: int
+    balanced: bool
+    label_free: bool
+    labels: np.ndarray  # the oracle: the pool's labels
+
+    @property
+    def needs_probs(self) -> bool:
+        predicted = self.label_free and (self.balanced or self.acquisition.needs_labels)
+        return self.acquisition.needs_probs or predicted
+
+
+@dataclass(frozen=True)
+class PoolScan:
+    """Where the candidates come from: pool items not in ``taken``, or a random
+    ``subsample_size`` of them (drawn with ``subsample_seed``), ``chunk_rows`` at a time,
+    every ``world``-th chunk from ``rank`` on."""
+
+    taken: np.ndarray
+    subsample_size: int
+    subsample_seed: int
+    chunk_rows: int = QUERY_CHUNK_ROWS
+    rank: int = 0
+    world: int = 1
+
+    def chunks(self, pool_size: int) -> Iterator[np.ndarray]:
+        every = candidate_chunks(
+            pool_size, self.taken, self.subsample_size, self.subsample_seed, self.chunk_rows
+        )
+        for number, rows in enumerate(every):
+            if number % self.world == self.rank:
+                yield rows
+
+
+@dataclass(frozen=True)
+class StreamedQuery:
+    """The chosen pool items and their scores (best first), and the candidates found
+    unreadable and left out (sorted)."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    unreadable: np.ndarray
+
+
+def _checked(probs: np.ndarray, rows: np.ndarray, passes: int | None) -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] != rows.size or (passes and probs.shape[0] != passes):
+        raise ValueError(
+            f"mc_probabilities returned shape {probs.shape}, not ({passes}, {rows.size})"
+        )
+    broken = ~np.isfinite(probs).all(axis=0)
+    if broken.any():
+        raise ValueError(
+            f"mc_probabilities returned non-finite probabilities for {int(broken.sum())} of "
+            f"{rows.size} candidates (pool items {rows[broken][:5].tolist()}); a learner that "
+            "cannot read some pool items must say so with unreadable_items "
+            "(active_learning.learner.ReportsUnreadable)"
+        )
+    return probs
+
+
+class _Scan:
+    """The chunks of one query with their probabilities: read once, or twice when the score
+    needs the plain score's range first (a single chunk is kept, not computed again)."""
+
+    def __init__(
+        self,
+        request: QueryRequest,
+        scan: PoolScan,
+        probabilities: Probabilities,
+        unreadable: Unreadable | None,
+        passes: int | None,
+    ) -> None:
+        self.request, self.scan, self.passes = request, scan, passes
+        self.probabilities, self.unreadable = probabilities, unreadable
+        self.found: list[np.ndarray] = []
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        self._count = 0
+
+    def first(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every chunk with its probabilities, the unreadable items left out (and noted)."""
+        self._last, self._count = None, 0
+        for rows in self.scan.chunks(self.request.labels.size):
+            if self.unreadable is not None:
+                bad = np.asarray(self.unreadable(rows), dtype=bool)
+                self.found.append(rows[bad])
+                rows = rows[~bad]
+            if rows.size:
+                self._last, self._count = (rows, self._probs(rows)), self._count + 1
+                yield self._last
+
+    def again(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The same chunks once more (after :meth:`first` has run to its end)."""
+        if self._count == 1 and self._last is not None:  # kept: not computed twice
+            yield self._last
+            return
+        left_out = np.concatenate(self.found) if self.found else NO_INDICES
+        for rows in self.scan.chunks(self.request.labels.size):
+            rows = rows[~np.isin(rows, left_out)] if left_out.size else rows
+            if rows.size:
+                yield rows, self._probs(rows)
+
+    def _probs(self, rows: np.ndarray) -> np.ndarray:
+        if not self.request.needs_probs:
+            return np.zeros((0, rows.size))
+        return _checked(self.probabilities(rows), rows, self.passes)
+
+
+def _chunk_scores(
+    request: QueryRequest, rows: np.ndarray, probs: np.ndarray, bounds: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores and (balanced) classes of one chunk."""
+    acquisition = request.acquisition
+    reads_labels = acquisition.needs_labels and not request.label_free  # simulation only
+    labels = request.labels[rows] if reads_labels else None
+    scores = score(acquisition.name, probs, labels, label_free=request.label_free, bounds=bounds)
+    classes = None
+    if request.balanced:
+        classes = predicted_labels(probs) if request.label_free else request.labels[rows]
+    return scores, classes
+
+
+def stream_query(
+    request: QueryRequest,
+    scan: PoolScan,
+    probabilities: Probabilities,
+    *,
+    tie_seed: int,
+    select_rng: np.random.Generator,
+    unreadable: Unreadable | None = None,
+    passes: int | None = None,
+    gather: Gather | None = None,
+) -> StreamedQuery:
+    """Score the candidates chunk by chunk and pick the query (see the module docstring).
+
+    ``tie_seed`` orders equal scores (:func:`tie_keys`); ``select_rng`` orders classes whose
+    next candidates tie. With ``scan.world`` > 1 every process must call this with the same
+    arguments but its own ``scan.rank``, and ``gather`` collects an object from each.
+    """
+    if scan.world > 1 and gather is None:
+        raise ValueError("a query shared by several processes needs gather")
+    gather_all: Gather = gather if gather is not None else (lambda obj: [obj])
+    reader = _Scan(request, scan, probabilities, unreadable, passes)
+    bounds = None
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]] = reader.first()
+    if request.acquisition.needs_bounds:
+        parts = [plain_bounds(request.acquisition.name, probs) for _, probs in chunks]
+        bounds = combine_bounds([b for part in gather_all(parts) for b in part])
+        chunks = reader.again()
+    selection = RunningSelection(request.query, balanced=request.balanced)
+    for rows, probs in chunks:
+        scores, classes = _chunk_scores(request, rows, probs, bounds)
+        selection.add(rows, scores, tie_keys(tie_seed, rows), classes)
+    merged = RunningSelection(request.query, balanced=request.balanced)
+    found: list[np.ndarray] = []
+    for state, other_found in gather_all((selection.state(), reader.found)):
+        merged.merge(RunningSelection.from_state(request.query, request.balanced, state))
+        found.extend(other_found)
+    chosen, chosen_scores = merged.result(select_rng)
+    unread = np.sort(np.concatenate(found)) if found else NO_INDICES
+    return StreamedQuery(chosen, chosen_scores, unread.astype(np.int64))
