@@ -12,6 +12,7 @@ predicted label (mean probability >= 0.5) instead, which works on an unlabelled 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,7 +180,9 @@ loss_weighted_mean_std = _loss_weighted(mean_std, "loss_weighted_mean_std")
 
 @dataclass(frozen=True)
 class Acquisition:
-    """One strategy: its name, its original ``--acq_func`` number and its score function."""
+    """One strategy: its name, its original ``--acq_func`` number (0: none) and its score
+    function; ``sampling`` names a stochastic batch acquisition of that score (Kirsch et al.
+    2023), ``badge`` marks BADGE (Ash et al. 2020), which has no per-item score."""
 
     name: str
     number: int
@@ -187,6 +190,8 @@ class Acquisition:
     needs_labels: bool  # reads the candidates' labels (true ones unless label_free)
     needs_probs: bool  # needs MC-dropout passes (uniform does not)
     plain: ScoreFunction | None = None  # a loss-weighted score's unweighted score
+    sampling: str | None = None  # "power", "softmax" or "softrank": sample, do not take top-k
+    badge: bool = False
 
     @property
     def needs_bounds(self) -> bool:
@@ -214,6 +219,20 @@ REGISTRY: dict[str, Acquisition] = {
 }
 BY_NUMBER: dict[int, str] = {a.number: a.name for a in REGISTRY.values()}
 PLAIN: tuple[str, ...] = tuple(a.name for a in REGISTRY.values() if not a.needs_labels)
+SAMPLINGS = ("power", "softmax", "softrank")  # Kirsch et al. 2023, section 3
+ORIGINAL = tuple(REGISTRY)  # the original's nine, numbered 1-9
+for _base in ORIGINAL:
+    for _mode in SAMPLINGS:
+        _name = f"{_mode}_{_base}"
+        REGISTRY[_name] = dataclasses.replace(REGISTRY[_base], name=_name, number=0, sampling=_mode)
+
+
+def _no_score(probs: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """BADGE picks by its gradient embeddings (active_learning.badge), not by a score."""
+    return np.zeros(np.shape(probs)[-1], dtype=np.float64)
+
+
+REGISTRY["badge"] = Acquisition("badge", 0, _no_score, False, False, badge=True)
 
 
 def resolve_name(value: str | int) -> str:
@@ -235,8 +254,9 @@ def resolve_name(value: str | int) -> str:
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ValueError(
         f"unknown acquisition function {text!r}{hint}; choose one of: "
-        + ", ".join(f"{a.number} {a.name}" for a in REGISTRY.values())
-        + ", 0 all"
+        + ", ".join(f"{REGISTRY[n].number} {n}" for n in ORIGINAL)
+        + ", 0 all; or by name: power_NAME, softmax_NAME, softrank_NAME (stochastic batch "
+        "acquisition of any of the nine), badge"
     )
 
 

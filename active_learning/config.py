@@ -48,6 +48,8 @@ class ALConfig:
     min_lr: float = 1e-6  # a round stops when an LR drop takes the LR below this
     earlystop_delta: float = 0.001  # an epoch improves only if it beats the best by this
     al_patience_unit: str = "iteration"  # patience in AL iterations (CS545) or round epochs
+    acq_temperature: float = 1.0  # stochastic acquisition (power_/softmax_/softrank_ names)
+    badge_candidates: int = 10000  # BADGE's k-means++ runs over this many random candidates
 
     def __post_init__(self) -> None:
         try:
@@ -70,6 +72,8 @@ class ALConfig:
             (self.earlystop_epoch >= 0, "--earlystop_epoch", "must be 0 (off) or more"),
             (self.al_patience_unit in PATIENCE_UNITS, "--al_patience_unit", "iteration|epoch"),
             (self.min_lr > 0, "min_lr", "must be positive"),
+            (self.acq_temperature > 0, "--acq_temperature", "must be positive"),
+            (self.badge_candidates >= 1, "--badge_candidates", "must be at least 1"),
         ]
         for ok, flag, problem in checks:
             if not ok:

@@ -33,7 +33,11 @@ ACQ_HELP = (
     "acquisition function, by name or original number: 1 uniform, 2 max_entropy, 3 bald, "
     "4 var_ratios, 5 mean_std, 0 all five in turn (with one plot); 6-9 loss-weighted max "
     "entropy / bald / var ratios / mean std read the TRUE label of every pool image "
-    "(simulation only; --label_free uses the predicted label). Default " + ALConfig.acq_func
+    "(simulation only; --label_free uses the predicted label). By name only: power_NAME, "
+    "softmax_NAME, softrank_NAME sample the query from any of the nine scores (stochastic "
+    "batch acquisition, Kirsch et al. 2023; --acq_temperature), badge picks diverse "
+    "uncertain images by k-means++ on the head's gradient embeddings (Ash et al. 2020). "
+    "Default " + ALConfig.acq_func
 )
 
 
@@ -61,6 +65,11 @@ def _numbers() -> list[tuple[str, type, str]]:
         ("--dropout_iter", int, f"MC-dropout passes T ({d('dropout_iter')})"),
         ("--subsample_size", int, "score a random subset of the unlabelled pool this big; "
          f"0 = all of it ({d('subsample_size')})"),
+        ("--acq_temperature", float, "temperature of the stochastic acquisitions (power_NAME: "
+         "P ~ score^(1/t), softmax_NAME: exp(score/t), softrank_NAME: rank^(-1/t)); "
+         f"({d('acq_temperature')})"),
+        ("--badge_candidates", int, "BADGE seeds k-means++ over this many random unlabelled "
+         f"candidates ({d('badge_candidates')})"),
     ]  # fmt: skip
 
 

@@ -79,6 +79,15 @@ seeded by ``seed`` alone). The loop then asks for the pool chunk by chunk, in bo
 
 
 @runtime_checkable
+class HasHeadInputs(Protocol):
+    """Optional learner method, for BADGE (:mod:`active_learning.badge`)."""
+
+    def head_inputs(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs of the last (linear, sigmoid) layer for pool items ``indices`` [n, D],
+        and its P(positive) [n], with dropout off."""
+
+
+@runtime_checkable
 class ReportsUnreadable(Protocol):
     """Optional learner method: which pool items the learner cannot read."""
 

@@ -54,7 +54,12 @@ import torch
 
 from active_learning.acquisition import ALL, Acquisition, get_acquisition
 from active_learning.config import ALConfig, ConfigError
-from active_learning.learner import PER_ITEM_PROBABILITIES, Learner, ReportsUnreadable
+from active_learning.learner import (
+    PER_ITEM_PROBABILITIES,
+    HasHeadInputs,
+    Learner,
+    ReportsUnreadable,
+)
 from active_learning.query_step import QUERY_CHUNK_ROWS, PoolScan, QueryRequest, stream_query
 from active_learning.results import IterationRecord, write_results
 from active_learning.selection import SEED_BOUND
@@ -90,6 +95,7 @@ class Purpose(IntEnum):
     MC_DROPOUT = 3
     SUBSAMPLE = 4
     SELECT = 5
+    SAMPLE = 6  # the Gumbel noise of a stochastic acquisition
 
 
 def derive_seed(seed: int, purpose: Purpose, iteration: int = 0, epoch: int = 0) -> int:
@@ -269,25 +275,34 @@ def query(
     if excluded is not None and len(excluded):
         taken = np.concatenate([labelled, np.asarray(excluded, dtype=np.int64)])
     per_item = bool(getattr(learner, PER_ITEM_PROBABILITIES, False))
+    subsample = config.subsample_size
+    if acquisition.badge:  # k-means++ over a stated number of random candidates
+        subsample = min(subsample or config.badge_candidates, config.badge_candidates)
+        if not isinstance(learner, HasHeadInputs):
+            raise ConfigError(f"--acq_func badge: {type(learner).__name__} has no head_inputs")
     scan = PoolScan(
         taken,
-        config.subsample_size,
+        subsample,
         int(_rng(config.seed, Purpose.SUBSAMPLE, iteration).integers(SEED_BOUND)),
         chunk_rows=QUERY_CHUNK_ROWS if per_item else max(labels.size, 1),
     )
     request = QueryRequest(
-        acquisition, config.query, config.balance_acquisition, config.label_free, labels
-    )
+        acquisition, config.query, config.balance_acquisition, config.label_free, labels,
+        config.acq_temperature,
+    )  # fmt: skip
     seed = derive_seed(config.seed, Purpose.MC_DROPOUT, iteration)
     rng = _rng(config.seed, Purpose.SELECT, iteration)
+    tie_seed = int(rng.integers(SEED_BOUND))
     found = stream_query(
         request,
         scan,
         lambda rows: learner.mc_probabilities(rows, config.dropout_iter, seed),
-        tie_seed=int(rng.integers(SEED_BOUND)),
+        tie_seed=tie_seed,
         select_rng=rng,
         unreadable=unreadable_check(learner),
         passes=config.dropout_iter,
+        sample_seed=derive_seed(config.seed, Purpose.SAMPLE, iteration),
+        head_inputs=getattr(learner, "head_inputs", None),
     )
     return Query(found.indices, found.scores, found.unreadable)
 

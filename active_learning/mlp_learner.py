@@ -160,6 +160,15 @@ class MLPLearner:
     def validate(self) -> dict[str, float]:
         return evaluate_probabilities(self.val_y, self.predict(self.val_x))
 
+    def head_inputs(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The last layer's inputs (the hidden activations, dropout off) and P(positive)."""
+        rows = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        self.model.eval()
+        with torch.no_grad(), torch_threads(self.threads):
+            hidden = self.model[:-1](self.pool_x[rows])
+            probs = torch.sigmoid(self.model[-1](hidden).squeeze(1))
+        return hidden.numpy(), probs.numpy()
+
     def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
         rows = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         with torch_threads(self.threads):

@@ -25,14 +25,17 @@ from active_learning.acquisition import (
     predicted_labels,
     score,
 )
+from active_learning.badge import badge_query, gradient_embeddings
 from active_learning.selection import RunningSelection, candidate_chunks, tie_keys
 
 QUERY_CHUNK_ROWS = 131_072  # T=10 float32 passes: 5 MB a chunk, ~60 MB of float64 temporaries
 Probabilities = Callable[[np.ndarray], np.ndarray]  # pool items -> [T, len(items)] P(fake)
+HeadInputs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # -> [n, D] inputs, [n] P
 Unreadable = Callable[[np.ndarray], np.ndarray]  # pool items -> bool mask: cannot be read
 Gather = Callable[[Any], list[Any]]  # one object per process -> every process's, rank order
 
 NO_INDICES = np.zeros(0, dtype=np.int64)
+POOL_SIZE_BOUND = 2**62  # "keep every candidate"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class QueryRequest:
     balanced: bool
     label_free: bool
     labels: np.ndarray  # the oracle: the pool's labels
+    temperature: float = 1.0  # of a sampled (stochastic) acquisition
 
     @property
     def needs_probs(self) -> bool:
@@ -162,6 +166,40 @@ def _chunk_scores(
     return scores, classes
 
 
+def gumbel_noise(seed: int, rows: np.ndarray) -> np.ndarray:
+    """Standard Gumbel noise for each pool item, a function of (``seed``, item) only."""
+    uniform = np.maximum(tie_keys(seed, rows), 2.0**-53)  # in (0, 1)
+    return -np.log(-np.log(uniform))
+
+
+def sampling_logits(mode: str, scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Log-probabilities (up to a constant) of the stochastic acquisitions (Kirsch et al.
+    2023): power P ~ s^(1/t), softmax P ~ exp(s/t), softrank P ~ r^(-1/t) for ``scores``
+    that are the ranks r (1 = best) of softrank."""
+    beta = 1.0 / temperature
+    if mode == "power":
+        return beta * np.log(np.maximum(scores, np.finfo(np.float64).tiny))
+    if mode == "softmax":
+        return beta * scores
+    if mode == "softrank":
+        return -beta * np.log(scores)
+    raise ValueError(f"unknown sampling {mode!r}")
+
+
+def _softrank(
+    collected: RunningSelection, temperature: float, sample_seed: int, query: int, balanced: bool
+) -> RunningSelection:
+    """Every candidate (``collected``) ranked by score, then sampled by rank."""
+    rows, scores, keys, classes, _ = collected.state()
+    order = np.lexsort((keys, -scores))
+    ranks = np.empty(rows.size, dtype=np.float64)
+    ranks[order] = np.arange(1, rows.size + 1)
+    perturbed = sampling_logits("softrank", ranks, temperature) + gumbel_noise(sample_seed, rows)
+    selection = RunningSelection(query, balanced=balanced)
+    selection.add(rows, perturbed, keys, classes, reported=scores)
+    return selection
+
+
 def stream_query(
     request: QueryRequest,
     scan: PoolScan,
@@ -172,16 +210,27 @@ def stream_query(
     unreadable: Unreadable | None = None,
     passes: int | None = None,
     gather: Gather | None = None,
+    sample_seed: int = 0,
+    head_inputs: HeadInputs | None = None,
 ) -> StreamedQuery:
     """Score the candidates chunk by chunk and pick the query (see the module docstring).
 
     ``tie_seed`` orders equal scores (:func:`tie_keys`); ``select_rng`` orders classes whose
-    next candidates tie. With ``scan.world`` > 1 every process must call this with the same
-    arguments but its own ``scan.rank``, and ``gather`` collects an object from each.
+    next candidates tie. A sampled acquisition (``power_``/``softmax_``/``softrank_``) takes
+    the top ``query`` of its log-probabilities plus Gumbel noise drawn with ``sample_seed``
+    (the Gumbel-top-k trick: a sample without replacement from the stated distribution);
+    softrank needs every candidate's rank, so it keeps every score (8 bytes a candidate). With
+    ``scan.world`` > 1 every process must call this with the same arguments but its own
+    ``scan.rank``, and ``gather`` collects an object from each. BADGE reads ``head_inputs``
+    (the head's inputs and its P(fake), dropout off) of every candidate instead.
     """
     if scan.world > 1 and gather is None:
         raise ValueError("a query shared by several processes needs gather")
     gather_all: Gather = gather if gather is not None else (lambda obj: [obj])
+    if request.acquisition.badge:
+        if head_inputs is None:
+            raise ValueError("badge needs the head's inputs of the candidates (head_inputs)")
+        return _badge(request, scan, head_inputs, select_rng, unreadable, gather_all)
     reader = _Scan(request, scan, probabilities, unreadable, passes)
     bounds = None
     chunks: Iterator[tuple[np.ndarray, np.ndarray]] = reader.first()
@@ -189,15 +238,67 @@ def stream_query(
         parts = [plain_bounds(request.acquisition.name, probs) for _, probs in chunks]
         bounds = combine_bounds([b for part in gather_all(parts) for b in part])
         chunks = reader.again()
-    selection = RunningSelection(request.query, balanced=request.balanced)
+    mode = request.acquisition.sampling
+    keep = POOL_SIZE_BOUND if mode == "softrank" else request.query
+    selection = RunningSelection(keep, balanced=request.balanced)
     for rows, probs in chunks:
         scores, classes = _chunk_scores(request, rows, probs, bounds)
-        selection.add(rows, scores, tie_keys(tie_seed, rows), classes)
-    merged = RunningSelection(request.query, balanced=request.balanced)
+        ranked = scores
+        if mode in ("power", "softmax"):
+            logits = sampling_logits(mode, scores, request.temperature)
+            ranked = logits + gumbel_noise(sample_seed, rows)
+        selection.add(rows, ranked, tie_keys(tie_seed, rows), classes, reported=scores)
+    merged = RunningSelection(keep, balanced=request.balanced)
     found: list[np.ndarray] = []
     for state, other_found in gather_all((selection.state(), reader.found)):
-        merged.merge(RunningSelection.from_state(request.query, request.balanced, state))
+        merged.merge(RunningSelection.from_state(keep, request.balanced, state))
         found.extend(other_found)
+    if mode == "softrank":
+        merged = _softrank(
+            merged, request.temperature, sample_seed, request.query, request.balanced
+        )
     chosen, chosen_scores = merged.result(select_rng)
     unread = np.sort(np.concatenate(found)) if found else NO_INDICES
     return StreamedQuery(chosen, chosen_scores, unread.astype(np.int64))
+
+
+def _badge(
+    request: QueryRequest,
+    scan: PoolScan,
+    head_inputs: HeadInputs,
+    rng: np.random.Generator,
+    unreadable: Unreadable | None,
+    gather_all: Gather,
+) -> StreamedQuery:
+    """A BADGE query over every candidate of ``scan`` (keep it to a stated size: the inputs of
+    every candidate are held for the k-means++ seeding)."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    found: list[np.ndarray] = []
+    for rows in scan.chunks(request.labels.size):
+        if unreadable is not None:
+            bad = np.asarray(unreadable(rows), dtype=bool)
+            found.append(rows[bad])
+            rows = rows[~bad]
+        if rows.size:
+            inputs, probs = head_inputs(rows)
+            parts.append((rows, np.asarray(inputs), np.asarray(probs, dtype=np.float64)))
+    gathered = gather_all((parts, found))
+    everything = [part for rank_parts, _ in gathered for part in rank_parts]
+    unread = [rows for _, rank_found in gathered for rows in rank_found]
+    if not everything:
+        return StreamedQuery(NO_INDICES, np.zeros(0), _sorted(unread))
+    rows = np.concatenate([p[0] for p in everything])
+    order = np.argsort(rows, kind="stable")  # one process's order, whoever computed what
+    rows = rows[order]
+    inputs = np.concatenate([p[1] for p in everything])[order]
+    probs = np.concatenate([p[2] for p in everything])[order]
+    classes = None
+    if request.balanced:
+        classes = (probs >= 0.5).astype(np.int64) if request.label_free else request.labels[rows]
+    chosen = badge_query(inputs, probs, request.query, rng, classes)
+    norms = np.linalg.norm(gradient_embeddings(inputs[chosen], probs[chosen]), axis=1)
+    return StreamedQuery(rows[chosen], norms, _sorted(unread))
+
+
+def _sorted(parts: list[np.ndarray]) -> np.ndarray:
+    return np.sort(np.concatenate(parts)).astype(np.int64) if parts else NO_INDICES

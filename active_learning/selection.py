@@ -116,15 +116,19 @@ class RunningSelection:
     """The best ``k`` candidates seen so far (per class with ``balanced``): O(k) memory.
 
     Add scored chunks in any order, merge what other processes kept, then :meth:`result` is
-    what one selection over every candidate at once gives.
+    what one selection over every candidate at once gives. Candidates are ranked by
+    ``scores``; ``reported`` values (default: the scores) travel with them to the result (a
+    sampled query ranks by perturbed scores but reports the strategy's own).
     """
+
+    FIELDS = ("rows", "scores", "keys", "classes", "reported")
 
     def __init__(self, k: int, balanced: bool = False) -> None:
         self.k = max(0, int(k))
         self.balanced = balanced
+        empty = np.zeros(0, dtype=np.float64)
         self.rows = np.zeros(0, dtype=np.int64)
-        self.scores = np.zeros(0, dtype=np.float64)
-        self.keys = np.zeros(0, dtype=np.float64)
+        self.scores, self.keys, self.reported = empty, empty, empty
         self.classes = np.zeros(0, dtype=np.int64)
 
     def add(
@@ -133,18 +137,19 @@ class RunningSelection:
         scores: np.ndarray,
         keys: np.ndarray,
         classes: np.ndarray | None = None,
+        reported: np.ndarray | None = None,
     ) -> None:
         """Candidates ``rows`` with their scores, tie keys and (balanced) classes."""
         scores = _check_scores(scores)
         if self.balanced and classes is None:
             raise ValueError("a balanced selection needs the candidates' classes")
-        if classes is None:
-            classes = np.zeros(scores.size, dtype=np.int64)
+        classes = np.zeros(scores.size, dtype=np.int64) if classes is None else classes
+        reported = scores if reported is None else np.asarray(reported, dtype=np.float64)
         arrays = (np.asarray(rows, np.int64), scores, np.asarray(keys, np.float64), classes)
+        arrays += (reported,)
         if len({a.shape for a in arrays}) != 1:
-            raise ValueError(
-                f"rows, scores, keys and classes disagree: {[a.shape for a in arrays]}"
-            )
+            shapes = [a.shape for a in arrays]
+            raise ValueError(f"rows, scores, keys, classes and reported disagree: {shapes}")
         self._keep(*(np.concatenate(pair) for pair in zip(self.state(), arrays, strict=True)))
 
     def merge(self, other: RunningSelection) -> None:
@@ -152,41 +157,42 @@ class RunningSelection:
         pairs = zip(self.state(), other.state(), strict=True)
         self._keep(*(np.concatenate(pair) for pair in pairs))
 
-    def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """What it kept: rows, scores, keys and classes (to send to another process)."""
-        return self.rows, self.scores, self.keys, self.classes
+    def state(self) -> tuple[np.ndarray, ...]:
+        """What it kept, as :attr:`FIELDS` (to send to another process)."""
+        return tuple(getattr(self, name) for name in self.FIELDS)
 
     @classmethod
     def from_state(cls, k: int, balanced: bool, state: tuple[np.ndarray, ...]) -> RunningSelection:
         """A selection holding another's :meth:`state`."""
         selection = cls(k, balanced)
-        selection.rows, selection.scores, selection.keys, selection.classes = state
+        for name, values in zip(cls.FIELDS, state, strict=True):
+            setattr(selection, name, values)
         return selection
 
-    def _keep(
-        self, rows: np.ndarray, scores: np.ndarray, keys: np.ndarray, classes: np.ndarray
-    ) -> None:
+    def _keep(self, *arrays: np.ndarray) -> None:
+        rows, scores, keys, classes, _ = arrays
         groups = _class_values(classes) if self.balanced else np.zeros(1, dtype=np.int64)
         kept = []
         for value in groups:
             members = np.flatnonzero(classes == value) if self.balanced else np.arange(rows.size)
             kept.append(members[best_positions(scores[members], keys[members], self.k)])
         order = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-        self.rows, self.scores = rows[order], scores[order]
-        self.keys, self.classes = keys[order], np.asarray(classes)[order]
+        for name, values in zip(self.FIELDS, arrays, strict=True):
+            setattr(self, name, np.asarray(values)[order])
 
     def result(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The chosen rows and their scores, best first (``rng`` orders tied classes)."""
+        """The chosen rows and their reported values, best first (``rng`` orders tied
+        classes)."""
         if not self.balanced or self.rows.size == 0:
             best = best_positions(self.scores, self.keys, self.k)
-            return self.rows[best], self.scores[best]
+            return self.rows[best], self.reported[best]
         ranked = []  # each class's kept candidates, best first (as _keep left them)
         for value in _class_values(self.classes):
             ranked.append(np.flatnonzero(self.classes == value))
         taken = _fill_shares([self.scores[r] for r in ranked], self.k, rng)
         chosen = np.concatenate([r[:t] for r, t in zip(ranked, taken, strict=True)])
         chosen = chosen[np.lexsort((self.keys[chosen], -self.scores[chosen]))]
-        return self.rows[chosen], self.scores[chosen]
+        return self.rows[chosen], self.reported[chosen]
 
 
 def _has_repeats(values: np.ndarray) -> bool:

@@ -279,13 +279,37 @@ class DetectorTrainer:
         chunk over the features (cached for a frozen backbone, else computed once with the
         backbone in eval mode): see DESIGN section 4 and :mod:`active_learning.mc_dropout`.
         """
-        indices = np.asarray(indices)
         masks = draw_masks(passes, self.detector.width, self.detector.dropout.p, seed)
-        weight = self.detector.fc.weight.detach().float().cpu().numpy()[0]
-        bias = float(self.detector.fc.bias.detach().float().cpu()[0])
+        weight, bias = self._head()
         source = self.train_source
         if isinstance(source, FeatureSource):
             return linear_head_probabilities(source.data[0], weight, bias, masks, indices)
+        features = self.pool_features(indices)
+        return linear_head_probabilities(features, weight, bias, masks)
+
+    @torch.inference_mode()
+    def head_inputs(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The head's inputs (the backbone's features) of pool items ``indices`` and P(fake)
+        with dropout off, for BADGE's gradient embeddings."""
+        weight, bias = self._head()
+        source = self.train_source
+        if isinstance(source, FeatureSource):
+            features = np.asarray(source.data[0][np.asarray(indices, dtype=np.int64)])
+        else:
+            features = self.pool_features(indices)
+        features = features.astype(np.float32, copy=False)
+        logits = features.astype(np.float64) @ weight.astype(np.float64) + bias
+        return features, 1.0 / (1.0 + np.exp(-logits))
+
+    def _head(self) -> tuple[np.ndarray, float]:
+        weight = self.detector.fc.weight.detach().float().cpu().numpy()[0]
+        return weight, float(self.detector.fc.bias.detach().float().cpu()[0])
+
+    def pool_features(self, indices: np.ndarray) -> np.ndarray:
+        """The backbone's features of pool images ``indices`` (eval mode) [n, width]; under
+        torchrun every rank computes its share and all receive every row."""
+        indices = np.asarray(indices)
+        source = self.train_source
         features = np.full((len(indices), self.detector.width), np.nan, dtype=np.float32)
         position = {int(i): p for p, i in enumerate(indices)}
         self.detector.eval()
@@ -295,10 +319,9 @@ class DetectorTrainer:
                 rows = [position[int(i)] for i in batch.indices]
                 values = source.features(self.detector, batch.inputs).float().cpu().numpy()
                 features[rows] = values
-        if shard_of(source) is not None:  # each rank its share of the pool: gathered, every
-            # rank holds the same features, so every rank scores and selects the same
+        if shard_of(source) is not None:  # each rank its share of the chunk: gathered
             features = gather_shares(features)
-        return linear_head_probabilities(features, weight, bias, masks)
+        return features
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -324,7 +324,20 @@ def test_unknown_names_are_explained() -> None:
 
 def test_plain_strategies_in_original_order() -> None:
     assert acq.PLAIN == ("uniform", "max_entropy", "bald", "var_ratios", "mean_std")
-    assert [acq.REGISTRY[n].needs_labels for n in acq.REGISTRY] == [False] * 5 + [True] * 4
+    assert [acq.REGISTRY[n].needs_labels for n in acq.ORIGINAL] == [False] * 5 + [True] * 4
+    assert [acq.REGISTRY[n].number for n in acq.ORIGINAL] == list(range(1, 10))
+
+
+def test_stochastic_variants_share_their_base_score() -> None:
+    for base in acq.ORIGINAL:
+        for mode in acq.SAMPLINGS:
+            variant = acq.REGISTRY[acq.resolve_name(f"{mode}_{base}")]
+            assert variant.sampling == mode and variant.number == 0
+            assert variant.function is acq.REGISTRY[base].function
+            assert variant.needs_labels == acq.REGISTRY[base].needs_labels
+    assert acq.resolve_name("badge") == "badge" and acq.REGISTRY["badge"].badge
+    with pytest.raises(ValueError, match="power_NAME"):
+        acq.resolve_name("powr_bald")
 
 
 def test_loss_weighted_needs_labels_unless_label_free() -> None:

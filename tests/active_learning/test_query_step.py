@@ -8,6 +8,7 @@ key" by ``np.lexsort``.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import tracemalloc
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from active_learning.acquisition import REGISTRY, get_acquisition, score
+from active_learning.acquisition import ORIGINAL, get_acquisition, score
 from active_learning.mc_dropout import draw_masks, linear_head_probabilities
 from active_learning.query_step import PoolScan, QueryRequest, stream_query
 from active_learning.selection import candidate_chunks, select_query, tie_keys
@@ -82,7 +83,7 @@ def streamed(pool, name, balanced, label_free, chunk_rows, rank=0, world=1, gath
     )
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", ORIGINAL)
 @pytest.mark.parametrize("chunk_rows", [POOL, 501, 64])
 def test_chunks_pick_what_the_whole_pool_picks(pool, name: str, chunk_rows: int) -> None:
     label_free = name.startswith("loss_weighted") and chunk_rows == 64
@@ -137,20 +138,28 @@ class ThreadGather:
         return gather
 
 
-@pytest.mark.parametrize("world", [2, 3])
-@pytest.mark.parametrize("name", ["bald", "loss_weighted_bald", "uniform"])
-def test_processes_sharing_the_chunks_pick_what_one_picks(pool, world: int, name: str) -> None:
-    one = streamed(pool, name, True, False, 101)
+def in_threads(world: int, run: Callable[[int, Callable], Any]) -> list[Any]:
+    """``run(rank, gather)`` for every rank, each in a thread, exchanging through a barrier."""
     exchange, results = ThreadGather(world), [None] * world
 
-    def run(rank: int) -> None:
-        results[rank] = streamed(pool, name, True, False, 101, rank, world, exchange.for_rank(rank))
+    def one(rank: int) -> None:
+        results[rank] = run(rank, exchange.for_rank(rank))
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
+    threads = [threading.Thread(target=one, args=(rank,)) for rank in range(world)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("name", ["bald", "loss_weighted_bald", "uniform"])
+def test_processes_sharing_the_chunks_pick_what_one_picks(pool, world: int, name: str) -> None:
+    one = streamed(pool, name, True, False, 101)
+    results = in_threads(
+        world, lambda rank, gather: streamed(pool, name, True, False, 101, rank, world, gather)
+    )
     for found in results:
         np.testing.assert_array_equal(found.indices, one.indices)
         np.testing.assert_array_equal(found.scores, one.scores)
@@ -265,3 +274,95 @@ def test_the_memory_a_query_allocates_does_not_grow_with_the_pool() -> None:
     # Allocations are deterministic: the chunk's buffers, the kept candidates, the labelled
     # list (1 in 10 here, 128 KB at 160k). A pool-sized array would make it 4x.
     assert large < 1.25 * small, (small, large)
+
+
+@pytest.mark.parametrize("name", ["power_bald", "softmax_mean_std", "softrank_loss_weighted_bald"])
+@pytest.mark.parametrize("balanced", [False, True])
+def test_a_sampled_query_does_not_depend_on_chunks_or_ranks(pool, name: str, balanced: bool):
+    def run(chunk_rows, rank=0, world=1, gather=None):
+        return stream_query(
+            QueryRequest(get_acquisition(name), 37, balanced, False, pool["labels"], 0.5),
+            PoolScan(pool["taken"], 0, 5, chunk_rows=chunk_rows, rank=rank, world=world),
+            probabilities(pool),
+            tie_seed=11,
+            select_rng=np.random.default_rng(2),
+            gather=gather,
+            sample_seed=9,
+        )
+
+    whole = run(POOL)
+    assert np.unique(whole.indices).size == 37 and not np.isin(whole.indices, pool["taken"]).any()
+    np.testing.assert_array_equal(run(64).indices, whole.indices)
+    exchange, results = ThreadGather(2), [None, None]
+    threads = [
+        threading.Thread(
+            target=lambda r=r: results.__setitem__(r, run(97, r, 2, exchange.for_rank(r)))
+        )
+        for r in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for found in results:
+        np.testing.assert_array_equal(found.indices, whole.indices)
+    # the scores reported are the strategy's own, not the perturbed ones
+    rows = np.setdiff1d(np.arange(POOL), pool["taken"])
+    acquisition = get_acquisition(name)
+    labels = pool["labels"][rows] if acquisition.needs_labels else None
+    own = score(name, probabilities(pool)(rows), labels)
+    np.testing.assert_array_equal(whole.scores, own[np.searchsorted(rows, whole.indices)])
+
+
+def plackett_luce_inclusion(weights: np.ndarray, k: int) -> np.ndarray:
+    """P(item in the first k draws without replacement, each draw P ~ weight): by enumerating
+    every ordered draw (the definition, for a handful of items)."""
+    inclusion = np.zeros(weights.size)
+    for order in itertools.permutations(range(weights.size), k):
+        left, p = weights.sum(), 1.0
+        for item in order:
+            p *= weights[item] / left
+            left -= weights[item]
+        inclusion[list(order)] += p
+    return inclusion
+
+
+@pytest.mark.parametrize(
+    ("mode", "temperature"), [("power", 1.0), ("power", 0.5), ("softmax", 0.25), ("softrank", 1.0)]
+)
+def test_sampling_frequencies_follow_the_stated_distribution(mode: str, temperature: float):
+    # five candidates, each with a constant probability over the passes: max entropy scores them
+    probs = np.tile(np.array([0.01, 0.03, 0.08, 0.2, 0.45]), (3, 1))
+    scores = score("max_entropy", probs)
+    if mode == "power":
+        weights = scores ** (1 / temperature)
+    elif mode == "softmax":
+        weights = np.exp(scores / temperature)
+    else:  # rank 1 = the highest score
+        ranks = np.empty(5)
+        ranks[np.argsort(-scores)] = np.arange(1, 6)
+        weights = ranks ** (-1 / temperature)
+    draws = 2000
+    for k in (1, 2):
+        counts = np.zeros(5)
+        for seed in range(draws):
+            found = stream_query(
+                QueryRequest(
+                    get_acquisition(f"{mode}_max_entropy"),
+                    k,
+                    False,
+                    False,
+                    np.zeros(5, int),
+                    temperature,
+                ),
+                PoolScan(np.zeros(0, dtype=np.int64), 0, 0, chunk_rows=2),
+                lambda rows: probs[:, rows],
+                tie_seed=seed,
+                select_rng=np.random.default_rng(seed),
+                sample_seed=seed,
+            )
+            assert np.unique(found.indices).size == k
+            counts[found.indices] += 1
+        expected = plackett_luce_inclusion(weights, k)
+        spread = np.sqrt(expected * (1 - expected) / draws)
+        assert (np.abs(counts / draws - expected) <= 4 * spread).all(), (k, counts, expected)
