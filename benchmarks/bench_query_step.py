@@ -138,6 +138,46 @@ def child(cache: Path, rows: int, per_sample: bool, repeats: int) -> dict[str, f
     return result
 
 
+BATCH_AWARE = ("max_entropy", "power_max_entropy", "softmax_max_entropy",
+               "softrank_max_entropy", "badge")  # fmt: skip
+BADGE_CANDIDATES = 10_000
+
+
+def strategy_step(features, labels, labelled, weight, name: str, seed: int = 0) -> float:
+    """Seconds of one unbalanced query of ``name`` (BADGE over BADGE_CANDIDATES candidates)."""
+    start = time.perf_counter()
+    masks = draw_masks(PASSES, features.shape[1], DROPOUT, seed)
+    acquisition = get_acquisition(name)
+    subsample = BADGE_CANDIDATES if acquisition.badge else 0
+
+    def head_inputs(rows):
+        inputs = np.asarray(features[rows], dtype=np.float32)
+        return inputs, 1.0 / (1.0 + np.exp(-(inputs.astype(np.float64) @ weight)))
+
+    found = stream_query(
+        QueryRequest(acquisition, QUERY, False, False, labels),
+        PoolScan(labelled, subsample, seed),
+        lambda rows: linear_head_probabilities(features, weight, 0.0, masks, indices=rows),
+        tie_seed=seed,
+        select_rng=np.random.default_rng(seed),
+        sample_seed=seed,
+        head_inputs=head_inputs,
+    )
+    assert found.indices.size == QUERY
+    return time.perf_counter() - start
+
+
+def strategies_child(cache: Path, rows: int) -> dict[str, float]:
+    """Median seconds of each batch-aware strategy on one pool size (in its own process)."""
+    features, labels, labelled, weight = pool_inputs(cache, rows)
+    strategy_step(features, labels, labelled, weight, "max_entropy")  # warm the page cache
+    times = {}
+    for name in BATCH_AWARE:
+        runs = [strategy_step(features, labels, labelled, weight, name, s) for s in range(REPEATS)]
+        times[name] = float(np.median(runs))
+    return times
+
+
 def ranked_child(cache: Path, rows: int, rank: int, world: int, port: int, repeats: int):
     """Measure one pool size as ``rank`` of ``world`` processes sharing the step (gloo)."""
     import torch.distributed as dist
@@ -218,6 +258,20 @@ def clip_cached_vs_recomputed(images: int, arch: str = "CLIP:RN50", crop: int = 
     )
 
 
+def print_strategies(cache: Path, sizes: list[int]) -> None:
+    """The batch-aware strategies' query times per pool size, as ratios to max entropy."""
+    print(
+        f"\nbatch-aware queries of {QUERY} (unbalanced; BADGE over {BADGE_CANDIDATES:,} random "
+        "candidates), s (ratio to max_entropy):"
+    )
+    print(f"{'pool':>9} " + " ".join(f"{name:>22}" for name in BATCH_AWARE))
+    for rows in sizes:
+        times = last_json([sys.executable, __file__, "--strategies_child", str(cache), str(rows)])
+        base = times["max_entropy"]
+        cells = [f"{times[n]:.3f} ({times[n] / base:.2f}x)" for n in BATCH_AWARE]
+        print(f"{rows:>9} " + " ".join(f"{c:>22}" for c in cells))
+
+
 def free_port() -> int:
     import socket
 
@@ -265,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--world", type=int, default=2, help="processes sharing a step (2)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # CACHE ROWS
     parser.add_argument("--ranked_child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--strategies_child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--strategy_sizes", type=int, nargs="+", default=[10_000, 100_000, 481_000],
+        help="pool sizes of the batch-aware strategies' timing (none: --strategy_sizes 0)",
+    )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=REPEATS, help=argparse.SUPPRESS)
     parser.add_argument("--per_sample", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -278,6 +337,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.child:
         cache, rows = Path(args.child[0]), int(args.child[1])
         print(json.dumps(child(cache, rows, args.per_sample, args.repeats)))
+        return
+    if args.strategies_child:
+        cache, rows = args.strategies_child
+        print(json.dumps(strategies_child(Path(cache), int(rows))))
         return
     if args.ranked_child:
         cache, rows, rank, world, port = args.ranked_child
@@ -312,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{r['peak_rss_mb']:>12.0f} {r['loss_weighted']:>11.3f} "
                 f"{r['ranks_total']:>10.3f} {r['ranks_allocated_mb']:>13.0f}"
             )
+        strategy_sizes = [n for n in args.strategy_sizes if 0 < n <= max(sizes)]
+        if strategy_sizes:
+            print_strategies(cache, strategy_sizes)
     first = results[sizes[0]]
     print(
         f"\nper-sample masks at {sizes[0]}: {first['per_sample_masks']:.3f} s for the passes "

@@ -18,6 +18,7 @@ def test_tiny_run_prints_consistent_figures(capsys: pytest.CaptureFixture[str]) 
     bench.main(
         [
             *("--sizes", *map(str, SIZES), "--clip_images", str(IMAGES)),
+            *("--strategy_sizes", str(SIZES[0])),
             *("--network", NETWORK, "--crop", str(CROP)),
         ]
     )
@@ -37,6 +38,15 @@ def test_tiny_run_prints_consistent_figures(capsys: pytest.CaptureFixture[str]) 
         assert cells[1] == f"{rows * bench.WIDTH * 4 / 2**20:.0f}"
         table[rows] = dict(zip(names, cells, strict=True))
     rest = lines[3 + len(SIZES) :]
+    assert rest[0] == ""
+    assert rest[1].startswith(f"batch-aware queries of {bench.QUERY} (unbalanced; BADGE over")
+    assert rest[2].split() == ["pool", *bench.BATCH_AWARE]
+    cells = re.findall(rf"({n}) \(({n})x\)", rest[3])
+    assert rest[3].split()[0] == str(SIZES[0]) and len(cells) == len(bench.BATCH_AWARE), rest[3]
+    for seconds, ratio in cells:
+        assert_quotient(ratio, seconds, cells[0][0])  # each over max entropy's
+    assert cells[0][1] == "1.00"
+    rest = rest[4:]
     assert rest[0] == ""
     first, last = table[SIZES[0]], table[SIZES[-1]]
     per_sample = re.fullmatch(
