@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning.compare import run_strategies
 from active_learning.config import ALConfig
 from active_learning.loop import run_active_learning
 from active_learning.mlp_learner import MLPLearner, digits_task
+from active_learning.seed_comparison import LABEL_FREE, write_seed_comparison
+from active_learning.seed_stats import curve_from_history, summarize
 
 STRATEGIES = ("uniform", "max_entropy", "bald", "var_ratios", "mean_std")
 CONFIG = ALConfig(
@@ -42,6 +43,50 @@ def labels_to_reach(history: Sequence[dict], target: float) -> int | None:
     return None
 
 
+Variant = tuple[str, bool]  # (strategy, label_free)
+COMPARED: tuple[Variant, ...] = (
+    *((name, False) for name in STRATEGIES),
+    ("loss_weighted_bald", False), ("loss_weighted_bald", True),
+    ("power_bald", False), ("badge", False),
+)  # fmt: skip
+
+
+def variant_name(variant: Variant) -> str:
+    strategy, label_free = variant
+    return strategy + (LABEL_FREE if label_free else "")
+
+
+def run_histories(
+    seeds: Sequence[int],
+    variants: Sequence[Variant],
+    config: ALConfig = CONFIG,
+    out: Path | None = None,
+    **learner_options,
+) -> dict[str, dict[int, list[dict]]]:
+    """Each variant's history per seed, with the test split's accuracy and AP in ``extra``;
+    every variant of a seed starts from the same initial set and warm-up."""
+    histories: dict[str, dict[int, list[dict]]] = {variant_name(v): {} for v in variants}
+    for seed in seeds:
+        task = digits_task(seed=seed)
+        learner = MLPLearner(task.pool_x, task.pool_y, task.val_x, task.val_y, **learner_options)
+
+        def test_metrics(record, learner, task=task) -> dict[str, float]:
+            found = learner.evaluate(task.test_x, task.test_y)
+            return {"test_acc": found["acc"], "test_ap": found["ap"]}
+
+        for variant in variants:
+            strategy, label_free = variant
+            seeded = ALConfig(**{**config.to_dict(), "seed": seed, "acq_func": strategy,
+                                 "label_free": label_free})  # fmt: skip
+            folder = None if out is None else out / f"seed{seed}" / variant_name(variant)
+            result = run_active_learning(
+                learner, task.pool_y, seeded, folder, on_iteration=test_metrics, resume=False,
+                log=None,
+            )  # fmt: skip
+            histories[variant_name(variant)][seed] = result.history
+    return histories
+
+
 def run_benchmark(
     seeds: Sequence[int],
     strategies: Sequence[str] = STRATEGIES,
@@ -54,31 +99,39 @@ def run_benchmark(
 
     ``learner_options`` go to :class:`MLPLearner` (hidden, dropout, lr, batch_size).
     """
-    needed: dict[str, list[int | None]] = {s: [] for s in strategies}
-    for seed in seeds:
-        task = digits_task(seed=seed)
-        learner = MLPLearner(task.pool_x, task.pool_y, task.val_x, task.val_y, **learner_options)
+    variants = [(s, False) for s in strategies]
+    histories = run_histories(seeds, variants, config, out, **learner_options)
+    return {s: [labels_to_reach(histories[s][seed], target) for seed in seeds] for s in strategies}
 
-        def test_accuracy(record, learner, task=task) -> dict[str, float]:
-            return {"test_acc": learner.evaluate(task.test_x, task.test_y)["acc"]}
 
-        seeded = ALConfig(**{**config.to_dict(), "seed": seed})
-        if out is not None:
-            results = run_strategies(
-                learner, task.pool_y, seeded, out / f"seed{seed}", strategies,
-                on_iteration=test_accuracy, resume=False, log=None,
-            )  # fmt: skip
-            histories = {s: r.history for s, r in results.items()}
-        else:
-            histories = {
-                s: run_active_learning(
-                    learner, task.pool_y, seeded, strategy=s, on_iteration=test_accuracy, log=None
-                ).history
-                for s in strategies
-            }
-        for strategy in strategies:
-            needed[strategy].append(labels_to_reach(histories[strategy], target))
-    return needed
+def full_data_ap(seed: int, epochs: int = 60) -> float:
+    """Test AP of the MLP trained on the whole pool (the reference of "labels to reach")."""
+    task = digits_task(seed=seed)
+    learner = MLPLearner(task.pool_x, task.pool_y, task.val_x, task.val_y)
+    learner.reset(seed)
+    everything = np.arange(len(task.pool_y))
+    for epoch in range(epochs):
+        learner.train_epoch(everything, np.ones(everything.size), seed * 1000 + epoch)
+    return learner.evaluate(task.test_x, task.test_y)["ap"]
+
+
+def compare_over_seeds(
+    seeds: Sequence[int], out: Path, fraction: float, config: ALConfig = CONFIG
+) -> list:
+    """Every compared variant over ``seeds``: the seed comparison (test AP) written to
+    ``out``; returns the summaries."""
+    histories = run_histories(seeds, COMPARED, config)
+    reference = float(np.mean([full_data_ap(seed) for seed in seeds]))
+    curves = {
+        name: {seed: curve_from_history(h, "test_ap") for seed, h in by_seed.items()}
+        for name, by_seed in histories.items()
+    }
+    target = fraction * reference
+    write_seed_comparison(curves, out, target, metric="test AP")
+    print(
+        f"full-data test AP (mean over seeds) {reference:.4f}; target {fraction} x = {target:.4f}"
+    )
+    return summarize(curves, target)
 
 
 def mean_labels(values: Sequence[int | None], cap: int) -> float:
@@ -92,6 +145,18 @@ def main(argv: Sequence[str] | None = None, config: ALConfig = CONFIG) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--target", type=float, default=0.93, help="test accuracy to reach")
     parser.add_argument("--out", type=Path, help="write results and comparison plots here")
+    parser.add_argument(
+        "--comparison_seeds", type=int, default=10,
+        help="seeds of the comparison over seeds (0: skip it) (10)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--comparison_out", type=Path, default=Path("al_digits_comparison"),
+        help="folder of seed_comparison.{csv,json,png} (./al_digits_comparison)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fraction", type=float, default=0.98,
+        help="labels to reach this fraction of the full-data test AP (0.98)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     task = digits_task(seed=0)
     print(
@@ -113,6 +178,28 @@ def main(argv: Sequence[str] | None = None, config: ALConfig = CONFIG) -> None:
         mean = mean_labels(values, cap)
         print(f"{strategy:<12} {cells} {mean:8.1f} {base / mean:10.2f}")
     print(f"\n{len(args.seeds)} seeds x {len(needed)} strategies in {seconds:.1f} s")
+    if args.comparison_seeds:
+        print_comparison(args.comparison_seeds, args.comparison_out, args.fraction, config)
+
+
+def print_comparison(seeds: int, out: Path, fraction: float, config: ALConfig) -> None:
+    """The comparison over ``seeds`` seeds, as a table (and files in ``out``)."""
+    print(f"\ncomparison over {seeds} seeds (test AP; written to {out}):")
+    start = time.perf_counter()
+    summaries = compare_over_seeds(range(seeds), out, fraction, config)
+    print(
+        f"{'strategy':<34} {'AULC mean':>9} {'std':>7} {'reached':>7} {'labels':>7} "
+        f"{'wins':>6} {'p':>7}"
+    )
+    for s in summaries:
+        labels = "-" if s.labels_to_reach_mean is None else f"{s.labels_to_reach_mean:.1f}"
+        wins = "-" if s.wins_vs_uniform is None else f"{s.wins_vs_uniform}/{s.paired_seeds}"
+        p = "-" if s.p_value_vs_uniform is None else f"{s.p_value_vs_uniform:.3f}"
+        print(
+            f"{s.strategy:<34} {s.aulc_mean:9.4f} {s.aulc_std:7.4f} "
+            f"{s.reached:>4}/{len(s.seeds):<2} {labels:>7} {wins:>6} {p:>7}"
+        )
+    print(f"({time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

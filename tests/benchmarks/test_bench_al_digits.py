@@ -4,7 +4,9 @@ from its cells (whichever strategies reach the target)."""
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +15,15 @@ from tests.benchmarks.scripts import NUMBER, load
 SEEDS = (0, 1)
 
 
-def test_tiny_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tiny_run_prints_a_consistent_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     bench = load("bench_al_digits")
     tiny = {"al_iter": 2, "niter": 1, "al_niter_warmup": 1, "dropout_iter": 2}
     config = bench.ALConfig(**{**bench.CONFIG.to_dict(), **tiny})
-    bench.main(["--seeds", *map(str, SEEDS), "--target", "0.7"], config=config)
+    out = tmp_path / "comparison"
+    argv = ["--seeds", *map(str, SEEDS), "--target", "0.7", "--comparison_seeds", "3"]
+    bench.main([*argv, "--comparison_out", str(out)], config=config)
     lines = capsys.readouterr().out.splitlines()
     initial = 2 * config.num_samples_per_class
     cap = initial + config.al_iter * config.query + config.query
@@ -46,5 +52,22 @@ def test_tiny_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[str]) 
         assert ratio == f"{means['uniform'] / means[name]:.2f}"
     assert lines[4 + len(rows)] == ""
     assert re.fullmatch(
-        rf"{len(SEEDS)} seeds x {len(bench.STRATEGIES)} strategies in {NUMBER} s", lines[-1]
+        rf"{len(SEEDS)} seeds x {len(bench.STRATEGIES)} strategies in {NUMBER} s",
+        lines[5 + len(rows)],
     )
+    rest = lines[6 + len(rows) :]
+    assert rest[0] == "" and rest[1] == f"comparison over 3 seeds (test AP; written to {out}):"
+    assert rest[2].startswith("full-data test AP (mean over seeds) ")
+    assert rest[3].split() == ["strategy", "AULC", "mean", "std", "reached", "labels", "wins", "p"]
+    table = rest[4 : 4 + len(bench.COMPARED)]
+    written = {r["strategy"]: r for r in csv.DictReader((out / "seed_comparison.csv").open())}
+    assert [line[:34].strip() for line in table] == [bench.variant_name(v) for v in bench.COMPARED]
+    for line in table:
+        name, cells = line[:34].strip(), line[34:].split()
+        assert cells[0] == f"{float(written[name]['aulc_mean']):.4f}"  # printed = written
+        if name == "uniform":
+            assert cells[-2:] == ["-", "-"]
+        else:
+            assert cells[-2] == f"{written[name]['wins_vs_uniform']}/3"
+    assert re.fullmatch(rf"\({NUMBER} s\)", rest[4 + len(table)])
+    assert (out / "seed_comparison.png").is_file() and (out / "seed_comparison.json").is_file()
