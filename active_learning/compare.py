@@ -6,7 +6,8 @@ warm-up (both depend only on the seed), runs in ``<out>/<strategy>/`` (resumable
 the comparison goes to ``<out>/al_comparison.png`` and ``.csv``.
 
 ``python -m active_learning.compare RUN [RUN ...] --out DIR`` draws the comparison of runs
-already saved (their folders or ``al_results.json`` files).
+already saved (their folders or ``al_results.json`` files); with several seeds of a strategy,
+the comparison over seeds (:mod:`active_learning.seed_comparison`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from active_learning.config import ALConfig
 from active_learning.learner import Learner
 from active_learning.loop import IterationHook, Log, LoopResult, run_active_learning
 from active_learning.results import BASELINE, RESULTS_JSON, write_comparison
+from active_learning.seed_comparison import collect, write_seed_comparison
 
 FinishHook = Callable[[LoopResult, Learner], None]
 
@@ -117,16 +119,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m active_learning.compare",
         description="Draw saved active-learning runs on one plot (validation AP against "
-        "labelled images; uniform dashed) and write a summary CSV.",
+        "labelled images; uniform dashed) and write a summary CSV. Runs of several seeds are "
+        "compared over the seeds instead (active_learning.seed_comparison: bands, area under "
+        "the curve, labels to reach --target, seeds won against uniform and a paired test).",
     )
     parser.add_argument("runs", nargs="+", type=Path, help=f"run folders or {RESULTS_JSON} files")
     parser.add_argument("--out", type=Path, required=True, help="folder for the plot and CSV")
+    parser.add_argument("--target", type=float, help="over seeds: the validation AP to reach")
     args = parser.parse_args(argv)
     paths = [p / RESULTS_JSON if p.is_dir() else p for p in args.runs]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         print(f"error: no results file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    try:
+        curves = collect(paths)
+    except (ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if any(len(by_seed) > 1 for by_seed in curves.values()):  # several seeds: bands, tests
+        print(write_seed_comparison(curves, args.out, args.target))
+        return 0
     print(write_comparison(paths, args.out))
     return 0
 

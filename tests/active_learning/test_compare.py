@@ -12,6 +12,7 @@ from active_learning.config import ALConfig
 from active_learning.results import COMPARISON_CSV, COMPARISON_PNG, RESULTS_JSON
 
 from .conftest import ScriptedLearner
+from .test_seed_stats import write_run
 
 LABELS = np.array([0, 1] * 30)
 
@@ -75,3 +76,15 @@ def test_cli_draws_saved_runs(tmp_path: Path, capsys) -> None:
     assert str(out / COMPARISON_PNG) in capsys.readouterr().out
     assert compare.main([str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "no results file" in capsys.readouterr().err
+
+
+def test_runs_of_several_seeds_are_compared_over_the_seeds(tmp_path: Path) -> None:
+    runs = [
+        write_run(tmp_path / "runs", name, seed, False, offset)
+        for name, offset in (("uniform", 0.0), ("bald", 0.1))
+        for seed in range(3)
+    ]
+    assert compare.main([*map(str, runs), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "seed_comparison.json").read_text())
+    bald = next(s for s in summary["strategies"] if s["strategy"] == "bald")
+    assert bald["seeds"] == [0, 1, 2] and bald["wins_vs_uniform"] == 3
