@@ -27,7 +27,9 @@ from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import ensure_writable_dir
 
 if TYPE_CHECKING:
+    from LLaVA_Experiments.heatmaps import RowHeatmaps
     from UniversalFakeDetect.features.shard import Shard
+    from UniversalFakeDetect.heatmaps.pipeline import CheckpointExplainer
 
 JOURNAL_NAME = "explanations.partial.jsonl"
 
@@ -54,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--restart", action="store_true",
         help="discard an unfinished run of this --name instead of resuming it",
     )  # fmt: skip
+    p.add_argument(
+        "--heatmap_checkpoint", default=None, metavar="PATH",
+        help="a trained detector checkpoint (.safetensors from train.py): beside each "
+        "explanation, write where that detector looks, its Grad-CAM heat map of the image "
+        "for its own verdict (RESULTS_DIR/NAME/heatmaps/<image path>.png, the map as .npy), "
+        "and add the paths to the explanation's record (off)",
+    )  # fmt: skip
     return p
 
 
@@ -65,7 +74,9 @@ def run_settings(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "seed": args.seed, "question": args.question, "max_new_tokens": args.max_new_tokens,
         "force_answer": args.force_answer, "load_in_4bit": args.load_in_4bit,
         "dtype": args.dtype,
-    }  # fmt: skip
+    } | (  # only when given, so that journals of runs without heat maps still resume
+        {"heatmap_checkpoint": args.heatmap_checkpoint} if args.heatmap_checkpoint else {}
+    )  # fmt: skip
 
 
 def _test_rows(args: argparse.Namespace) -> tuple[Path, list[ManifestRow]]:
@@ -95,16 +106,39 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _explain(
-    args: argparse.Namespace, root: Path, rows: list[ManifestRow], journal: Journal
-) -> list[dict[str, Any]]:
+    args: argparse.Namespace, root: Path, rows: list[ManifestRow], journal: Journal,
+    heatmaps: RowHeatmaps | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Load the model and explain every row not yet in ``journal``."""
     from LLaVA_Experiments.explanations import explain_rows
 
     model, processor = _load(args)
     return explain_rows(
         model, processor, root, rows, args.question, args.batch_size, args.max_new_tokens,
-        force_answer=args.force_answer, journal=journal, progress=True,
+        force_answer=args.force_answer, journal=journal, progress=True, heatmaps=heatmaps,
     )  # fmt: skip
+
+
+def _heatmap_detector(args: argparse.Namespace) -> CheckpointExplainer | None:
+    """``--heatmap_checkpoint``'s detector (on the CPU), checked before the model loads."""
+    if not args.heatmap_checkpoint:
+        return None
+    from LLaVA_Experiments.heatmaps import load_heatmap_detector
+
+    return load_heatmap_detector(args.heatmap_checkpoint)
+
+
+def _row_heatmaps(
+    args: argparse.Namespace, detector: CheckpointExplainer | None, root: Path, out: Path
+) -> RowHeatmaps | None:
+    """The heat-map writer, its detector on this run's (or this rank's) device."""
+    if detector is None:
+        return None
+    from LLaVA_Experiments.heatmaps import RowHeatmaps
+    from LLaVA_Experiments.loading import pick_device
+
+    detector.explainer.detector.to(pick_device(args.device))
+    return RowHeatmaps(detector, root, out)
 
 
 def _write_results(
@@ -141,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root, rows = _test_rows(args)
     if args.adapter:
         check_adapter_folder(args.adapter)  # before minutes of model loading
+    detector = _heatmap_detector(args)
     out = ensure_writable_dir(Path(args.results_dir) / args.name, flag="--results_dir/--name")
     settings = run_settings(args, root)
     shard = join_generation_job(args)
@@ -149,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     journal = Journal.open(out / name, settings, "path", args.restart, flag="--name")
     if len(journal):
         print(f"resuming: {len(journal)} images already explained in {journal.path}")
-    records = _explain(args, root, mine, journal)
+    records = _explain(args, root, mine, journal, _row_heatmaps(args, detector, root, out))
     if shard is not None:
         records = _gather_records(records, shard, len(rows))
         if not shard.is_main:

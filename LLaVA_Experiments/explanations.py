@@ -3,7 +3,7 @@ batch by batch with a resumable journal, and the files that hold them for readin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,10 @@ from rfd_common.files import atomic_write_json, atomic_write_text
 from rfd_common.tables import csv_text
 
 CSV_FIELDS = ("path", "source", "label", "verdict", "forced", "prob_fake", "explanation")
+# appended to the CSV when the records hold a detector's heat maps (explain --heatmap_checkpoint)
+HEATMAP_CSV_FIELDS = ("detector_prob_fake", "heatmap")
+# extra fields per record for a batch of rows, in order (LLaVA_Experiments.heatmaps.RowHeatmaps)
+RowFields = Callable[[Sequence[ManifestRow]], list[dict[str, Any]]]
 
 
 def _record(
@@ -83,11 +87,13 @@ def explain_rows(
     force_answer: bool = False,
     journal: Journal | None = None,
     progress: bool = False,
+    heatmaps: RowFields | None = None,
 ) -> list[dict[str, Any]]:
     """Records for ``rows`` in order (see :func:`explain_batch`), batch by batch.
 
     With a ``journal``, images it already holds are not asked again and every finished batch
-    is appended to it, so a killed run resumes where it stopped.
+    is appended to it, so a killed run resumes where it stopped. ``heatmaps`` adds its fields
+    (a detector's heat map of the image) to each record before the batch is journalled.
     """
     done: dict[str, dict[str, Any]] = dict(journal.records) if journal is not None else {}
     todo = [r for r in rows if r.path not in done]
@@ -102,6 +108,9 @@ def explain_rows(
             records = explain_batch(
                 model, processor, root, chunk, question, max_new_tokens, force_answer
             )
+            if heatmaps is not None:
+                for record, extra in zip(records, heatmaps(chunk), strict=True):
+                    record.update(extra)
             if journal is not None:
                 journal.append(records)
             done.update((r["path"], r) for r in records)
@@ -110,17 +119,26 @@ def explain_rows(
 
 
 def write_explanations(folder: Path, records: Sequence[dict[str, Any]], info: dict) -> None:
-    """explanations.json (everything), explanations.csv and explanations.txt (for reading)."""
+    """explanations.json (everything), explanations.csv and explanations.txt (for reading);
+    records with a heat map add its columns to the CSV and a line to the text."""
     atomic_write_json(folder / "explanations.json", {"info": info, "images": list(records)})
-    rows = [[r[f] for f in CSV_FIELDS] for r in records]
-    atomic_write_text(folder / "explanations.csv", csv_text(CSV_FIELDS, rows))
+    with_maps = any("heatmap" in r for r in records)
+    fields = CSV_FIELDS + HEATMAP_CSV_FIELDS if with_maps else CSV_FIELDS
+    rows = [[r.get(f) for f in fields] for r in records]
+    atomic_write_text(folder / "explanations.csv", csv_text(fields, rows))
     blocks = []
     for r in records:
         flag = " (forced)" if r["forced"] else ""
+        heatmap = (
+            f"heat map: {r['heatmap']} (detector P(fake) = {r['detector_prob_fake']:.4f}, "
+            f"evidence for {r['heatmap_class']})\n"
+            if r.get("heatmap")
+            else ""
+        )
         blocks.append(
             f"== {r['path']}  [{r['source']}, truth {r['truth']}]\n"
             f"Q: {r['question']}\n"
             f"A: {r['explanation']}\n"
-            f"verdict: {r['verdict']}{flag}  P(fake) = {r['prob_fake']:.4f}\n"
+            f"verdict: {r['verdict']}{flag}  P(fake) = {r['prob_fake']:.4f}\n" + heatmap
         )
     atomic_write_text(folder / "explanations.txt", "\n".join(blocks))

@@ -3,10 +3,11 @@
 Prints, per image, the probability that it is fake and the verdict; --output writes the same as
 JSON or CSV (by the file's suffix). A file that cannot be read as an image is named with the
 reason, on stderr and in --output (verdict "unreadable"); files in a folder whose suffix no
-image format has are listed as passed over.
+image format has are listed as passed over. --explain DIR also shows where the detector looks:
+a Grad-CAM heat map of each scored image, overlaid on it at its own size.
 
     python -m UniversalFakeDetect.detect --ckpt checkpoints/demo_normal/model_best.safetensors \\
-        photo.jpg some_folder/ --output verdicts.csv
+        photo.jpg some_folder/ --output verdicts.csv --explain heatmaps/
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datagen.readers import walk_images
 from rfd_common.errors import UserError, exit_on_user_error
 from rfd_common.files import atomic_write_text, ensure_writable_dir
 from UniversalFakeDetect import options
 from UniversalFakeDetect.test import requested_detector
+
+if TYPE_CHECKING:  # torch loads after the flags are parsed, so --help stays fast
+    from UniversalFakeDetect.heatmaps.folder import HeatmapFolder
+
+EXPLAIN_CLASSES = ("verdict", "fake", "real")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "threshold chosen on held-out data at training time (0.5)",
     )
     parser.add_argument("--output", type=Path, help="also write the results (.json or .csv)")
+    add_explain_options(parser)
     parser.add_argument("--batch_size", type=int, default=32, help="images per batch (32)")
     parser.add_argument(
         "--loadSize",
@@ -78,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="draws the random backbone of --weights none (0)"
     )
     return parser
+
+
+def add_explain_options(parser: argparse.ArgumentParser) -> None:
+    """``--explain DIR`` and ``--explain_class``: where the detector looks."""
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="also show where the detector looks: per scored image, a Grad-CAM heat map of its "
+        "logit overlaid on the image at the image's size (DIR/<file name>.png; the part outside "
+        "the centre crop is darkened) and the map itself (DIR/<file name>.npy, float32 in "
+        "[0, 1]), listed in DIR/heatmaps.csv",
+    )
+    parser.add_argument(
+        "--explain_class",
+        choices=EXPLAIN_CLASSES,
+        default="verdict",
+        help="with --explain, the class whose evidence is mapped: 'fake' (the logit), 'real' "
+        "(the negated logit), or the verdict's class of each image (verdict)",
+    )
 
 
 def collect_images(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
@@ -133,6 +160,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--output {args.output}: use a .json or .csv file name")
     if args.output is not None:
         ensure_writable_dir(args.output.parent, flag=f"--output {args.output}: its folder")
+    if args.explain is not None and args.explain.exists() and not args.explain.is_dir():
+        raise UserError(f"--explain {args.explain}: exists and is not a folder; choose another")
+    if args.explain is None and args.explain_class != "verdict":
+        raise UserError(f"--explain_class {args.explain_class}: needs --explain DIR")
     if args.batch_size < 1:
         raise UserError(f"--batch_size {args.batch_size}: must be at least 1")
     for flag, size in (("--loadSize", args.load_size), ("--cropSize", args.crop_size)):
@@ -147,9 +178,10 @@ def _unreadable(path: Path, reason: str) -> dict:
 
 def score_images(
     detector: Any, images: Sequence[Path], transform: Any, threshold: float, batch_size: int,
-    device: str,
+    device: str, heatmaps: HeatmapFolder | None = None,
 ) -> list[dict]:  # fmt: skip
-    """One result per image, in order: P(fake) and the verdict, or why it was not scored."""
+    """One result per image, in order: P(fake) and the verdict, or why it was not scored; with
+    ``heatmaps``, each scored batch is explained there too."""
     import torch
 
     from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
@@ -157,24 +189,43 @@ def score_images(
 
     results: list[dict] = []
     for start in range(0, len(images), batch_size):
-        batch, paths = [], []
+        decoded, paths = [], []
         for path in images[start : start + batch_size]:
             try:
-                batch.append(eval_view(read_image(path), transform))
+                decoded.append(read_image(path))
                 paths.append(path)
             except UnreadableImageError as exc:
                 results.append(_unreadable(path, exc.reason))
-        if not batch:
+        if not decoded:
             continue
+        batch = torch.stack([eval_view(image, transform) for image in decoded])
         with torch.no_grad():
-            probs = torch.sigmoid(detector(torch.stack(batch).to(device))).cpu().tolist()
+            probs = torch.sigmoid(detector(batch.to(device))).cpu().tolist()
+        scored = []
         for path, prob in zip(paths, probs, strict=True):
             verdict = "fake" if prob >= threshold else "real"
-            results.append(
+            scored.append(
                 {"path": str(path), "prob_fake": round(prob, 6), "verdict": verdict, "error": None}
             )
             print(f"{prob:.4f}  {verdict:4s}  {path}")
+        if heatmaps is not None:
+            heatmaps.add(paths, decoded, scored)
+        results += scored
     return results
+
+
+def heatmap_folder(
+    args: argparse.Namespace, detector: Any, transform: Any, threshold: float
+) -> HeatmapFolder | None:
+    """``--explain``'s writer, checked (target layer, folder) before any image is scored."""
+    if args.explain is None:
+        return None
+    from UniversalFakeDetect.heatmaps.folder import HeatmapFolder
+    from UniversalFakeDetect.heatmaps.gradcam import GradCamExplainer
+
+    explainer = GradCamExplainer(detector)  # an arch without a target layer stops here
+    folder = ensure_writable_dir(args.explain, flag="--explain")
+    return HeatmapFolder(folder, explainer, transform, args.explain_class, threshold)
 
 
 @exit_on_user_error
@@ -199,7 +250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(
             f"--cropSize {transform.crop_size}: larger than --loadSize {transform.load_size}"
         )
-    results = score_images(detector, images, transform, threshold, args.batch_size, device)
+    heatmaps = heatmap_folder(args, detector, transform, threshold)
+    results = score_images(
+        detector, images, transform, threshold, args.batch_size, device, heatmaps
+    )
+    if heatmaps is not None:
+        for record in results:
+            record.setdefault("heatmap", None)  # unreadable images: none
+        heatmaps.write_index()
+        print(heatmaps.summary(), file=sys.stderr)
     skipped = sum(r["verdict"] == "unreadable" for r in results)
     scored = len(results) - skipped
     print(
