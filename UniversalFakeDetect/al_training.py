@@ -18,6 +18,7 @@ import numpy as np
 from active_learning.compare import run as run_loop
 from active_learning.learner import Learner
 from active_learning.loop import LoopResult
+from active_learning.results import write_queries
 from rfd_common.phase_times import PhaseTimes
 from UniversalFakeDetect.checkpoint import save_checkpoint
 from UniversalFakeDetect.config import TrainSettings
@@ -26,6 +27,7 @@ from UniversalFakeDetect.engine.sources import BatchSource, ImageSource
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 from UniversalFakeDetect.evaluation.metrics import best_threshold
 from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
+from UniversalFakeDetect.report import write_run_report
 
 
 def _decodes(source: ImageSource, index: int) -> bool:
@@ -49,7 +51,12 @@ class PoolLearner:
     Cached features: the images whose features are NaN, known when the cache is opened.
     Decoded images: each image asked about is decoded once, as the data loading decodes it
     (``--strict`` stops at the first unreadable one, as everywhere).
+
+    The head's dropout masks are shared by every item of a pass, so an item's probabilities do
+    not depend on the other items asked with it: the loop asks chunk by chunk.
     """
+
+    per_item_probabilities = True
 
     def __init__(self, trainer: DetectorTrainer) -> None:
         self.trainer = trainer
@@ -79,6 +86,9 @@ class PoolLearner:
 
     def mc_probabilities(self, indices: np.ndarray, passes: int, seed: int) -> np.ndarray:
         return self.trainer.mc_probabilities(indices, passes, seed)
+
+    def head_inputs(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.trainer.head_inputs(indices)
 
     def snapshot(self) -> dict[str, Any]:
         return self.trainer.snapshot()
@@ -139,7 +149,8 @@ def evaluate_final_detector(
         threshold=threshold, **header,
     )  # fmt: skip
     info = {
-        "name": run_settings.name, "strategy": result.strategy, "arch": model.arch,
+        "name": run_settings.name, "run_kind": "active_learning", "strategy": result.strategy,
+        "arch": model.arch, "data_root": header["data_root"],
         "weights": model.weights, "fix_backbone": model.fix_backbone, "checkpoint": str(path),
         "active_learning": config.to_dict(), "simulation_only": config.simulation_only,
         "true_label_uses": config.true_label_uses, "labelled_images": len(result.labelled),
@@ -151,6 +162,9 @@ def evaluate_final_detector(
         tuned_threshold=threshold, training_sources={r.source for r in train_rows},
         root=Path(header["data_root"]), probs=test_probs,
     ).summary  # fmt: skip
+    items = [(r.path, r.source, r.label) for r in train_rows]
+    write_queries(strategy_folder, result.history, result.labelled, items)
+    write_run_report(strategy_folder)
     seen = summary.get("mean_ap_seen")
     if seen is not None:
         print(f"[{result.strategy}] mean AP over generators seen in training: {100 * seen:.2f}")

@@ -233,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from UniversalFakeDetect.evaluation.robustness import chosen_perturbation, perturbed_views
     from UniversalFakeDetect.pipeline import SourceOptions, build_source
+    from UniversalFakeDetect.report import write_run_report
 
     check_values(args)
     ckpt, detector, header, device = requested_detector(args)
@@ -261,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = folder / custom[0]
     evaluation = Evaluation(
         root, rows_to_test, transform, device, folder,
-        {"name": name, "checkpoint": str(ckpt), "arch": header["arch"], "split": args.split},
+        {"name": name, "run_kind": "test", "checkpoint": str(ckpt), "arch": header["arch"],
+         "split": args.split, "data_root": str(root)},
         header.get("threshold"),
         {r.source for r in select(rows, split="train")} if trained_here else None,
         args.batch_size,
@@ -270,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluation.report(detector, source, folder, extra)
     if args.robustness:
         print(f"robustness table: {run_robustness(args, detector, evaluation, result)}")
+    write_run_report(folder)
     print(f"results written to {folder}")
     return 0
 

@@ -329,6 +329,7 @@ def report_normal_run(
 
     from UniversalFakeDetect.evaluation.metrics import best_threshold
     from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
+    from UniversalFakeDetect.report import write_run_report
 
     run, model = settings.run, settings.model
     holdout = sources["holdout"]
@@ -341,7 +342,7 @@ def report_normal_run(
     if trainer.shard is not None and not trainer.shard.is_main:
         return 0
     info = {
-        "name": run.name, "arch": model.arch, "weights": model.weights,
+        "name": run.name, "run_kind": "training", "arch": model.arch, "weights": model.weights,
         "fix_backbone": model.fix_backbone, "preset": run.preset, "data_root": str(data.root),
         "checkpoint": str(best_path), "train_images": len(data.train_rows),
         "holdout_images": len(data.holdout_rows),
@@ -355,6 +356,7 @@ def report_normal_run(
         root=data.root, probs=test_probs,
     )  # fmt: skip
     report_unreadable([(name, sources[name]) for name in ("train", "holdout", "test")])
+    write_run_report(folder)
     seen = result.summary.get("mean_ap_seen")
     if seen is not None:
         print(f"mean AP over generators seen in training: {100 * seen:.2f}")

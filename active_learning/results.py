@@ -6,6 +6,9 @@ validation acc and AP, query and training seconds, learning rate, unreadable poo
 so far, ...), the final record and whether early stopping ended the run before ``al_iter``.
 ``<out>/al_history.csv``: the records as rows.
 ``<out>/learning_curve.png``: validation AP (and accuracy) against labelled images.
+``<out>/al_queries.csv`` (:func:`write_queries`, written by the caller once the loop is done):
+every labelled pool image in the order it was labelled, with the iteration that added it (0:
+the initial set), its pool index and the caller's description of it (path, source, label).
 A comparison of several runs (:func:`plot_comparison`) draws them on one plot with the uniform
 baseline dashed. Label 0 is real, 1 is fake.
 """
@@ -28,6 +31,8 @@ HISTORY_CSV = "al_history.csv"
 CURVE_PNG = "learning_curve.png"
 COMPARISON_PNG = "al_comparison.png"
 COMPARISON_CSV = "al_comparison.csv"
+QUERIES_CSV = "al_queries.csv"
+QUERIES_COLUMNS = ("iteration", "order", "pool_index", "path", "source", "label")
 BASELINE = "uniform"
 
 
@@ -145,6 +150,38 @@ def write_results(
     atomic_write_text(out_dir / HISTORY_CSV, history_csv(history))
     plot_learning_curve(json_path, out_dir / CURVE_PNG)
     return json_path
+
+
+def labelled_iterations(history: Sequence[dict[str, Any]], labelled: int) -> list[int]:
+    """The iteration that added each of the first ``labelled`` labelled pool items, in the order
+    they were labelled: iteration ``i`` added the items from ``history[i - 1]['labelled']`` up to
+    ``history[i]['labelled']`` (iteration 0, the initial set, those before
+    ``history[0]['labelled']``). Raises ValueError when the counts do not add up."""
+    counts = [int(record["labelled"]) for record in history]
+    if not counts or counts[-1] != labelled or counts != sorted(counts):
+        raise ValueError(f"{labelled} labelled items, but the history counts {counts}")
+    iterations: list[int] = []
+    for record, count in zip(history, counts, strict=True):
+        iterations += [int(record["iteration"])] * (count - len(iterations))
+    return iterations
+
+
+def write_queries(
+    out_dir: Path,
+    history: Sequence[dict[str, Any]],
+    labelled: Sequence[int],
+    items: Sequence[tuple[str, str, int]],
+) -> Path:
+    """``al_queries.csv``: one row per labelled pool item in labelling order (``labelled``: pool
+    indices), with the iteration that added it and ``items[index]`` (path, source, label)."""
+    iterations = labelled_iterations(history, len(labelled))
+    rows = [
+        [iteration, order, int(index), *items[int(index)]]
+        for order, (iteration, index) in enumerate(zip(iterations, labelled, strict=True))
+    ]
+    path = Path(out_dir) / QUERIES_CSV
+    atomic_write_text(path, csv_text(QUERIES_COLUMNS, rows))
+    return path
 
 
 def load_results(path: Path) -> dict[str, Any]:

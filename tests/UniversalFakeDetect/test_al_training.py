@@ -14,6 +14,7 @@ import torch
 
 from active_learning.loop import Purpose, derive_seed, initial_indices
 from datagen.manifest import ManifestRow, read_manifest
+from tests.UniversalFakeDetect.report.page_parts import page_parts
 from UniversalFakeDetect import al_training, train
 from UniversalFakeDetect.checkpoint import load_checkpoint
 from UniversalFakeDetect.data.datasets import read_image
@@ -84,6 +85,7 @@ def test_loss_weighted_balanced_run_writes_curve_and_per_source_results(
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["info"]["simulation_only"] is True
     assert metrics["info"]["labelled_images"] == 22
+    check_queries_and_report(folder, tiny_root)
 
     # the threshold is tuned on the held-out images, as for normal training: the predictions
     # it saw are the saved detector's on exactly those images, and it is their best cut
@@ -107,6 +109,29 @@ def test_loss_weighted_balanced_run_writes_curve_and_per_source_results(
         [(float(p["prob_fake"]) >= threshold) == int(p["label"]) for p in predictions]
     )
     assert metrics["summary"]["best_threshold_accuracy"] == pytest.approx(test_accuracy)
+
+
+def check_queries_and_report(folder: Path, root: Path) -> None:
+    """al_queries.csv lists the state's labelled pool images in order, with the iteration that
+    added each; report.html shows the per-source table, the queries' class balance and
+    thumbnails of the queried images."""
+    labelled = torch.load(folder / "al_state.pt", weights_only=True)["labelled"].tolist()
+    pool, _ = pool_and_holdout(root)
+    with (folder / "al_queries.csv").open() as handle:
+        queries = list(csv.DictReader(handle))
+    assert [int(q["pool_index"]) for q in queries] == labelled
+    assert [q["path"] for q in queries] == [pool[i].path for i in labelled]
+    assert [int(q["label"]) for q in queries] == [pool[i].label for i in labelled]
+    assert [int(q["iteration"]) for q in queries] == [0] * 12 + [1] * 5 + [2] * 5
+    page = page_parts((folder / "report.html").read_text())
+    sources = sorted({r.source for r in read_manifest(root) if r.split == "val"})
+    assert [row[0] for row in page.tables["source-table"][1:]] == [*sources, "mean"]
+    balance = [[int(c) for c in row[1:4]] for row in page.tables["query-table"][1:]]
+    expected = [[len(q), q.count("0"), q.count("1")] for q in (
+        [r["label"] for r in queries if r["iteration"] == str(i)] for i in range(3))]  # fmt: skip
+    assert balance == expected
+    alts = {i["alt"] for i in page.images if i["src"].startswith("data:image/jpeg;base64,")}
+    assert alts & {q["path"] for q in queries if q["iteration"] == "2"}
 
 
 def test_rerun_resumes_to_the_same_labelled_set(tiny_root: Path, tmp_path: Path) -> None:
@@ -164,3 +189,22 @@ def test_unreadable_pool_images_are_left_out_and_counted(
     err = capsys.readouterr().err
     assert "left 2 unreadable pool images out" in err
     assert "skipped unreadable images: {'pool': 2, 'test': 0}" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "recorded"),
+    [
+        (("--acq_func", "badge", "--badge_candidates", "40", "--balance_acquisition"),
+         '"badge_candidates": 40'),
+        (("--acq_func", "softmax_loss_weighted_mean_std", "--acq_temperature", "0.1"),
+         '"acq_temperature": 0.1'),
+    ],
+)  # fmt: skip
+def test_batch_aware_acquisitions_run_through_the_entry_point(
+    tiny_root: Path, tmp_path: Path, flags: tuple[str, ...], recorded: str
+) -> None:
+    assert run(tiny_root, tmp_path, "--name", "b", *flags) == 0
+    results = json.loads((tmp_path / "res" / "b" / "al_results.json").read_text())
+    labelled = torch.load(tmp_path / "res" / "b" / "al_state.pt", weights_only=True)["labelled"]
+    assert np.unique(labelled.numpy()).size == len(labelled) == 12 + 2 * 5
+    assert f'"{flags[1]}"' in json.dumps(results) and recorded in json.dumps(results)

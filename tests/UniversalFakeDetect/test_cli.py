@@ -12,6 +12,7 @@ from PIL import Image
 from torchvision import transforms
 
 from tests.help_imports import heavy_modules_loaded_by_help
+from tests.UniversalFakeDetect.report.page_parts import page_parts
 from UniversalFakeDetect import detect, train
 from UniversalFakeDetect import test as test_cli
 from UniversalFakeDetect.checkpoint import load_checkpoint
@@ -45,6 +46,11 @@ def test_test_cli_defaults_to_the_newest_checkpoint(trained: Path, capsys) -> No
     clean = json.loads((trained / "res" / "tiny" / "metrics.json").read_text())["summary"]
     assert float(table[0]["accuracy"]) == pytest.approx(clean["accuracy"])
     assert "robustness table" in capsys.readouterr().out
+    page = page_parts((folder / "report.html").read_text())  # the run's report.html
+    sources = [m["source"] for m in metrics["sources"]]
+    assert [row[0] for row in page.tables["source-table"][1:]] == [*sources, "mean"]
+    assert [row[0] for row in page.tables["robustness-table"][1:]] == ["clean", *PERTURBATIONS]
+    assert any(i["src"].startswith("data:image/jpeg;base64,") for i in page.images)
 
 
 def test_universalfakedetect_validate_flags(trained: Path, tiny_root: Path, capsys) -> None:

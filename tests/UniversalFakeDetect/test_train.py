@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from datagen.manifest import read_manifest
+from tests.UniversalFakeDetect.report.page_parts import page_parts
 from UniversalFakeDetect import train
 from UniversalFakeDetect.checkpoint import load_checkpoint
 
@@ -40,7 +41,11 @@ def test_trains_tests_and_writes_results(tiny_root: Path, tmp_path: Path, capsys
     assert sources["deconv-decoder"]["seen_in_training"] is True
     assert all((s["ap"] is None) == (s["label"] == 0) for s in sources.values())
     assert len(metrics["info"]["history"]) == 2
-    assert str(folder) in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(folder) in out and f"report: {folder / 'report.html'}" in out
+    page = page_parts((folder / "report.html").read_text())  # the run's report.html
+    assert [row[0] for row in page.tables["source-table"][1:]] == [*sorted(sources), "mean"]
+    assert len(page.tables["epoch-table"]) == 1 + 2
 
     detector, header = load_checkpoint(tmp_path / "ckpt" / "tiny" / "model_best.safetensors")
     assert header["arch"] == "Imagenet:resnet18" and header["crop_size"] == 28
