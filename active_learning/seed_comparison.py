@@ -2,16 +2,14 @@
 JSON summary, and a plot of each strategy's mean learning curve with a band (one standard
 deviation over the seeds), label-free variants dashed beside their true-label counterparts.
 
-``python -m active_learning.seed_comparison RUN [RUN ...] --out DIR`` collects saved runs
-(folders or ``al_results.json`` files), groups them by strategy (and label-free or not) with
-one curve per seed, and writes ``seed_comparison.{csv,json,png}`` in DIR.
+``python -m active_learning.compare RUN [RUN ...] --out DIR`` given runs of several seeds
+(folders or ``al_results.json`` files) groups them by strategy (and label-free or not) with
+one curve per seed (:func:`collect`) and writes ``seed_comparison.{csv,json,png}`` in DIR.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -109,32 +107,3 @@ def plot_bands(
     ax.set_title("strategies over seeds: mean and one standard deviation")
     fig.tight_layout()
     return save_figure(fig, png_path, tight=False)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m active_learning.seed_comparison",
-        description="Compare active-learning strategies over seeds from saved runs: mean and "
-        "spread of the learning curves, area under them, labels to reach a target, and a "
-        "paired comparison with uniform (seeds won, Wilcoxon signed-rank p-value).",
-    )
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders or al_results.json files")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the CSV, JSON, plot")
-    parser.add_argument("--target", type=float, help="the metric to reach (e.g. 0.95 x full AP)")
-    args = parser.parse_args(argv)
-    paths = [p / "al_results.json" if p.is_dir() else p for p in args.runs]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        print(f"error: no results file: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    try:
-        curves = collect(paths)
-    except (ValueError, KeyError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(write_seed_comparison(curves, args.out, args.target))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from active_learning import seed_comparison
+from active_learning import compare
 from active_learning.seed_stats import (
     aulc,
     labels_to_reach,
@@ -99,7 +99,7 @@ def test_the_command_collects_runs_and_writes_csv_json_and_plot(tmp_path: Path) 
         for seed in range(4)
     ]  # fmt: skip
     out = tmp_path / "out"
-    assert seed_comparison.main([*map(str, runs), "--out", str(out), "--target", "0.6"]) == 0
+    assert compare.main([*map(str, runs), "--out", str(out), "--target", "0.6"]) == 0
     text = (out / "seed_comparison.csv").read_text().splitlines()
     rows = {r["strategy"]: r for r in csv.DictReader(text)}
     assert set(rows) == {"uniform", "loss_weighted_bald", "loss_weighted_bald (label-free)"}
@@ -108,5 +108,5 @@ def test_the_command_collects_runs_and_writes_csv_json_and_plot(tmp_path: Path) 
     summary = json.loads((out / "seed_comparison.json").read_text())
     assert summary["curves"]["uniform"]["labelled"] == [10, 20, 30]
     assert (out / "seed_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert seed_comparison.main([*map(str, runs[:1]), str(runs[0]), "--out", str(out)]) == 2
-    assert seed_comparison.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert compare.main([*map(str, runs[:1]), str(runs[0]), "--out", str(out)]) == 2
+    assert compare.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
