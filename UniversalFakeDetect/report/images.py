@@ -41,6 +41,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def jpeg_uri(image: Image.Image) -> str:
+    """An RGB ``image`` as a JPEG data URI."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return data_uri(buffer.getvalue(), "image/jpeg")
+
+
 def thumbnail(path: Path, size: int = THUMBNAIL_PX) -> tuple[str, int, int] | None:
     """A JPEG thumbnail of the image at ``path`` (longest side at most ``size``) as a data URI
     with its width and height; None when the file is missing or cannot be decoded."""
@@ -49,8 +56,7 @@ def thumbnail(path: Path, size: int = THUMBNAIL_PX) -> tuple[str, int, int] | No
             image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
             small = _to_rgb(image)
         small.thumbnail((size, size), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        small.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        uri = jpeg_uri(small)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
-    return data_uri(buffer.getvalue(), "image/jpeg"), small.width, small.height
+    return uri, small.width, small.height

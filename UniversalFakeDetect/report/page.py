@@ -68,7 +68,8 @@ class Figure:
 
 @dataclass
 class Thumb:
-    """One gallery image: its thumbnail (None: not readable), caption and full path."""
+    """One gallery image: its thumbnail (None: not readable), caption and full path; with
+    ``--heatmaps``, its Grad-CAM overlay at the same size and the class that explains."""
 
     path: str
     caption: str
@@ -76,6 +77,8 @@ class Thumb:
     uri: str | None = None
     width: int = 0
     height: int = 0
+    overlay: str | None = None
+    explained: str = ""
 
 
 @dataclass
@@ -164,10 +167,15 @@ def _thumb(root: Path | None, path: str, caption: str, label: int) -> Thumb:
     return Thumb(path, caption, label, uri, width, height)
 
 
+def run_threshold(data: RunData) -> float:
+    """The threshold of the run's accuracies (``metrics.json``; 0.5 when not recorded)."""
+    recorded = (data.metrics or {}).get("summary", {}).get("threshold")
+    return 0.5 if recorded is None else float(recorded)
+
+
 def mistake_galleries(data: RunData, root: Path | None, per_source: int) -> list[Gallery]:
     """Per source, its most confident mistakes (``predictions.csv`` at the run's threshold)."""
-    recorded = (data.metrics or {}).get("summary", {}).get("threshold")
-    threshold = 0.5 if recorded is None else float(recorded)
+    threshold = run_threshold(data)
     galleries = []
     for found in confident_mistakes(data.predictions or [], threshold, per_source):
         subtitle = f"{found.total} of {found.images} wrong at threshold {threshold:g}"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfd_common.files import atomic_write_text
 from UniversalFakeDetect.report import page
 from UniversalFakeDetect.report.run_data import RunData, load_run
+
+if TYPE_CHECKING:  # imports torch: loaded only for --heatmaps
+    from UniversalFakeDetect.report.overlays import GalleryOverlays
 
 REPORT_HTML = "report.html"
 TEMPLATE = "report.html.j2"
@@ -63,12 +67,17 @@ def context(
     root: Path | None,
     per_source: int = MISTAKES_PER_SOURCE,
     per_iteration: int = QUERIED_PER_ITERATION,
+    overlays: GalleryOverlays | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, built from the run's saved data."""
+    """Everything the template shows, built from the run's saved data (``overlays``: adds a
+    Grad-CAM heat map beside every gallery thumbnail)."""
     mistakes = page.mistake_galleries(data, root, per_source)
     queried = page.query_galleries(data, root, per_iteration)
+    if overlays is not None:
+        overlays.add(mistakes + queried, root)
     columns, epochs = page.epoch_history(data.info)
     return {
+        "heatmaps": overlays.note() if overlays is not None else None,
         "folder": str(data.folder),
         "summary": page.summary(data),
         "has_metrics": data.metrics is not None,
@@ -90,20 +99,45 @@ def context(
     }
 
 
-def render_report(folder: Path, root: Path | None = None, **limits: int) -> str:
+@dataclass(frozen=True)
+class HeatmapRequest:
+    """``--heatmaps``: explain the gallery images with ``checkpoint`` (None: the run's own)."""
+
+    checkpoint: Path | None = None
+
+
+def _overlays(data: RunData, request: HeatmapRequest | None) -> GalleryOverlays | None:
+    """The heat-map maker of ``request`` (imports torch), its checkpoint loaded and checked."""
+    if request is None:
+        return None
+    from UniversalFakeDetect.report.overlays import GalleryOverlays, load_checkpoint_explainer
+
+    loaded = load_checkpoint_explainer(data, request.checkpoint)
+    return GalleryOverlays(loaded, page.run_threshold(data))
+
+
+def render_report(
+    folder: Path, root: Path | None = None, heatmaps: HeatmapRequest | None = None, **limits: int
+) -> str:
     """The HTML of ``folder``'s report (``root``: where its images are, default the recorded
-    dataset root; ``limits``: ``per_source``, ``per_iteration`` thumbnails)."""
+    dataset root; ``heatmaps``: add Grad-CAM overlays to the galleries; ``limits``:
+    ``per_source``, ``per_iteration`` thumbnails)."""
     data = load_run(Path(folder))
-    values = context(data, data_root(data, root), **limits)
+    overlays = _overlays(data, heatmaps)
+    values = context(data, data_root(data, root), overlays=overlays, **limits)
     return _environment().get_template(TEMPLATE).render(values)
 
 
 def write_html_report(
-    folder: Path, root: Path | None = None, out: Path | None = None, **limits: int
+    folder: Path,
+    root: Path | None = None,
+    out: Path | None = None,
+    heatmaps: HeatmapRequest | None = None,
+    **limits: int,
 ) -> Path:
     """Write ``folder/report.html`` (or ``out``) atomically from the run's saved files."""
     target = Path(out) if out is not None else Path(folder) / REPORT_HTML
-    atomic_write_text(target, render_report(folder, root, **limits))
+    atomic_write_text(target, render_report(folder, root, heatmaps, **limits))
     return target
 
 
