@@ -35,7 +35,6 @@ Unreadable = Callable[[np.ndarray], np.ndarray]  # pool items -> bool mask: cann
 Gather = Callable[[Any], list[Any]]  # one object per process -> every process's, rank order
 
 NO_INDICES = np.zeros(0, dtype=np.int64)
-POOL_SIZE_BOUND = 2**62  # "keep every candidate"
 
 
 @dataclass(frozen=True)
@@ -187,16 +186,17 @@ def sampling_logits(mode: str, scores: np.ndarray, temperature: float) -> np.nda
 
 
 def _softrank(
-    collected: RunningSelection, temperature: float, sample_seed: int, query: int, balanced: bool
+    parts: list[tuple[np.ndarray, ...]], request: QueryRequest, sample_seed: int
 ) -> RunningSelection:
-    """Every candidate (``collected``) ranked by score, then sampled by rank."""
-    rows, scores, keys, classes, _ = collected.state()
+    """Every candidate (``parts``: rows, scores, keys, classes per chunk) ranked by score
+    (ties by key), then sampled by rank."""
+    rows, scores, keys, classes = (np.concatenate(column) for column in zip(*parts, strict=True))
     order = np.lexsort((keys, -scores))
     ranks = np.empty(rows.size, dtype=np.float64)
     ranks[order] = np.arange(1, rows.size + 1)
-    perturbed = sampling_logits("softrank", ranks, temperature) + gumbel_noise(sample_seed, rows)
-    selection = RunningSelection(query, balanced=balanced)
-    selection.add(rows, perturbed, keys, classes, reported=scores)
+    logits = sampling_logits("softrank", ranks, request.temperature)
+    selection = RunningSelection(request.query, balanced=request.balanced)
+    selection.add(rows, logits + gumbel_noise(sample_seed, rows), keys, classes, scores)
     return selection
 
 
@@ -239,24 +239,29 @@ def stream_query(
         bounds = combine_bounds([b for part in gather_all(parts) for b in part])
         chunks = reader.again()
     mode = request.acquisition.sampling
-    keep = POOL_SIZE_BOUND if mode == "softrank" else request.query
-    selection = RunningSelection(keep, balanced=request.balanced)
+    selection = RunningSelection(request.query, balanced=request.balanced)
+    every: list[tuple[np.ndarray, ...]] = []  # softrank: every candidate, to rank them all
     for rows, probs in chunks:
         scores, classes = _chunk_scores(request, rows, probs, bounds)
+        keys = tie_keys(tie_seed, rows)
+        if mode == "softrank":
+            every.append((rows, scores, keys, np.zeros(rows.size, np.int64) if classes is None
+                          else np.asarray(classes)))  # fmt: skip
+            continue
         ranked = scores
         if mode in ("power", "softmax"):
             logits = sampling_logits(mode, scores, request.temperature)
             ranked = logits + gumbel_noise(sample_seed, rows)
-        selection.add(rows, ranked, tie_keys(tie_seed, rows), classes, reported=scores)
-    merged = RunningSelection(keep, balanced=request.balanced)
+        selection.add(rows, ranked, keys, classes, reported=scores)
+    merged = RunningSelection(request.query, balanced=request.balanced)
+    everyone: list[tuple[np.ndarray, ...]] = []  # every rank's candidates (softrank)
     found: list[np.ndarray] = []
-    for state, other_found in gather_all((selection.state(), reader.found)):
-        merged.merge(RunningSelection.from_state(keep, request.balanced, state))
-        found.extend(other_found)
-    if mode == "softrank":
-        merged = _softrank(
-            merged, request.temperature, sample_seed, request.query, request.balanced
-        )
+    for state, rank_every, rank_found in gather_all((selection.state(), every, reader.found)):
+        merged.merge(RunningSelection.from_state(request.query, request.balanced, state))
+        everyone.extend(rank_every)
+        found.extend(rank_found)
+    if mode == "softrank" and everyone:
+        merged = _softrank(everyone, request, sample_seed)
     chosen, chosen_scores = merged.result(select_rng)
     unread = np.sort(np.concatenate(found)) if found else NO_INDICES
     return StreamedQuery(chosen, chosen_scores, unread.astype(np.int64))
