@@ -139,6 +139,12 @@ def _epoch_line(report: EpochReport, lr: float, patience: int) -> str:
     return f"epoch {record['epoch']}: loss {record['loss']:.4f}{scores}{note}"
 
 
+NOT_FLAGS = {  # parts of the run key that no flag sets
+    "world_size": "the number of torchrun processes",
+    "definition": "the network's definition",
+}
+
+
 def _changed_settings(saved_key: str, run_key: str) -> str:
     """`` (--lr 0.001 then, 0.01 now)``-style text naming what differs between two JSON run
     keys; empty when they cannot be compared key by key."""
@@ -149,7 +155,7 @@ def _changed_settings(saved_key: str, run_key: str) -> str:
     if not isinstance(before, dict) or not isinstance(now, dict):
         return ""
     changed = [
-        f"--{k} {before.get(k, 'unset')} then, {now.get(k, 'unset')} now"
+        f"{NOT_FLAGS.get(k, '--' + k)} {before.get(k, 'unset')} then, {now.get(k, 'unset')} now"
         for k in sorted(set(before) | set(now))
         if before.get(k) != now.get(k)
     ]

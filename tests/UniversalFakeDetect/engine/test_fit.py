@@ -212,3 +212,14 @@ def test_a_resume_state_of_an_earlier_version_is_refused(
     torch.save(old, folder / RESUME_NAME)
     with pytest.raises(UserError, match=r"earlier version.*--restart"):
         fit(trainer, FitConfig(niter=2), folder, lambda path: None)
+
+
+def test_a_refused_resume_names_flags_as_flags_and_the_rest_in_words() -> None:
+    from UniversalFakeDetect.engine.fit import _changed_settings
+
+    before = '{"lr": 0.001, "world_size": 2, "definition": "a"}'
+    now = '{"lr": 0.01, "world_size": 4, "definition": "a"}'
+    text = _changed_settings(before, now)
+    assert "--lr 0.001 then, 0.01 now" in text
+    assert "the number of torchrun processes 2 then, 4 now" in text
+    assert "--world_size" not in text and "definition" not in text
