@@ -26,7 +26,7 @@ from UniversalFakeDetect.data.datasets import UnreadableImageError, read_image
 from UniversalFakeDetect.engine.sources import BatchSource, ImageSource
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 from UniversalFakeDetect.evaluation.metrics import best_threshold
-from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
+from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable, share_unreadable
 from UniversalFakeDetect.report import write_run_report
 
 
@@ -203,6 +203,8 @@ def run(
         learner, labels, config, folder, on_finish=on_finish, resume=not run_settings.restart,
         writes=writes,
     )  # fmt: skip
+    if trainer.shard is not None:  # each rank read its share: count them all
+        share_unreadable([sources["train"], sources["test"]])
     report_unreadable([("pool", sources["train"]), ("test", sources["test"])])
     print(f"learning curve and per-iteration history: {folder}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,16 @@ def build_source(
         root, rows, make_view, crop_size=transform.crop_size, strict=options.strict
     )
     return ImageSource(dataset, device, num_workers=options.num_threads)
+
+
+def share_unreadable(sources: Iterable[Any]) -> None:
+    """Under torchrun: every rank's sources learn the unreadable images the others found in
+    their shares (call on every rank; non-sources are skipped)."""
+    from UniversalFakeDetect.engine.distributed import union_over_ranks
+
+    for source in sources:
+        if isinstance(getattr(source, "unreadable", None), set):
+            source.unreadable |= union_over_ranks(source.unreadable)
 
 
 def report_unreadable(sources: Sequence[tuple[str, BatchSource]]) -> dict[str, int]:

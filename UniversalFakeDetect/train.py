@@ -328,7 +328,11 @@ def report_normal_run(
     import numpy as np
 
     from UniversalFakeDetect.evaluation.metrics import best_threshold
-    from UniversalFakeDetect.pipeline import evaluate_and_report, report_unreadable
+    from UniversalFakeDetect.pipeline import (
+        evaluate_and_report,
+        report_unreadable,
+        share_unreadable,
+    )
     from UniversalFakeDetect.report import write_run_report
 
     run, model = settings.run, settings.model
@@ -339,8 +343,10 @@ def report_normal_run(
     best_path = Path(run.checkpoints_dir) / run.name / "model_best.safetensors"
     save(best_path, threshold=threshold, best_epoch=info["best_epoch"])
     test_probs = trainer.predict(sources["test"])  # every rank its share, gathered
-    if trainer.shard is not None and not trainer.shard.is_main:
-        return 0
+    if trainer.shard is not None:
+        share_unreadable(sources.values())  # each rank read its share: count them all
+        if not trainer.shard.is_main:
+            return 0
     info = {
         "name": run.name, "run_kind": "training", "arch": model.arch, "weights": model.weights,
         "fix_backbone": model.fix_backbone, "preset": run.preset, "data_root": str(data.root),

@@ -55,6 +55,14 @@ def gather_shares(values: np.ndarray) -> np.ndarray:
     return np.fmax.reduce(np.stack(parts), axis=0)  # fmax ignores the NaN of non-owners
 
 
+def union_over_ranks(items: set[int]) -> set[int]:
+    """The union of every rank's ``items`` (e.g. the images each found unreadable in its
+    share), on every rank."""
+    parts: list[set[int] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, set(items))
+    return set().union(*(part or set() for part in parts))
+
+
 @contextmanager
 def main_rank_first(shard: Shard | None) -> Iterator[None]:
     """Rank 0 runs the block first (e.g. generating a shared dataset), the others after it."""

@@ -22,7 +22,7 @@ from torch import nn
 from datagen.manifest import read_manifest, select
 from UniversalFakeDetect.data.datasets import EpochTrainViews, ManifestImageDataset, eval_views
 from UniversalFakeDetect.data.transforms import TransformConfig
-from UniversalFakeDetect.engine.distributed import gather_shares, sum_over_ranks
+from UniversalFakeDetect.engine.distributed import gather_shares, sum_over_ranks, union_over_ranks
 from UniversalFakeDetect.engine.sources import ImageSource
 from UniversalFakeDetect.engine.trainer import DetectorTrainer
 from UniversalFakeDetect.features.shard import Shard
@@ -93,7 +93,8 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
         owned[rank::world] = np.arange(5)[rank::world] * 10.0
         torch.save(
             {"state": state, "probs": probs, "loss": loss, "sum": summed,
-             "gathered": gather_shares(owned), "sgd_state": sgd_state, "sgd_loss": sgd_loss},
+             "gathered": gather_shares(owned), "sgd_state": sgd_state, "sgd_loss": sgd_loss,
+             "union": union_over_ranks({rank, 10})},
             Path(out) / f"rank{rank}.pt",
         )  # fmt: skip
     finally:
@@ -153,6 +154,7 @@ def test_sums_and_shares_over_ranks(two_ranks: list[dict]) -> None:
     for rank in two_ranks:
         assert rank["sum"] == [3.0, 4.0]
         np.testing.assert_array_equal(rank["gathered"], [0.0, 10.0, 20.0, 30.0, 40.0])
+        assert rank["union"] == {0, 1, 10}  # every rank's unreadable images, on every rank
 
 
 def test_a_shard_serves_its_part_of_every_global_batch(tiny_root: Path) -> None:
