@@ -4,6 +4,7 @@ optimizer and schedule of the recipe, and the steps (one conversation per forwar
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import warnings
@@ -235,8 +236,28 @@ def _apply_step(run: _Run, added: int) -> bool:
     return applied
 
 
+def merge_skipped(per_rank: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every rank's skipped conversations and steps, once each (a step's gradient norm is the
+    same on every rank, and a resumed run restores what was merged before), by step then id."""
+    unique = {json.dumps(entry, sort_keys=True): entry for part in per_rank for entry in part}
+    return sorted(unique.values(), key=lambda e: (int(e.get("step", 0)), str(e.get("id", ""))))
+
+
+def _share_skipped(run: _Run) -> None:
+    """Under torchrun: every rank learns what the others skipped (call on every rank)."""
+    if run.shard is None:
+        return
+    import torch.distributed as dist
+
+    parts: list[list[dict[str, Any]] | None] = [None] * run.shard.world
+    dist.all_gather_object(parts, run.skipped)
+    run.skipped = merge_skipped([part or [] for part in parts])
+
+
 def _checkpoint(run: _Run, output_dir: Path, config: TrainConfig, load_in_4bit: bool) -> None:
-    """Save ``checkpoint-STEP`` and drop the oldest beyond ``save_total_limit`` (rank 0)."""
+    """Save ``checkpoint-STEP`` and drop the oldest beyond ``save_total_limit`` (rank 0; every
+    rank calls it, to share what it skipped)."""
+    _share_skipped(run)
     if not run.writes:
         return
     state = {
@@ -336,6 +357,7 @@ def train(
         run, processor, records, root, output_dir, config, load_in_4bit, progress, on_step
     )
     run.model.eval()
+    _share_skipped(run)
     if run.writes:
         save_adapter(run.model, Path(output_dir))  # trained weights saved in float32
     for param in run.params:  # back to the base model's dtype, ready for inference

@@ -436,3 +436,14 @@ def test_four_bit_runs_are_set_up_the_same_fresh_and_resumed(
     # resuming a 4-bit run without --load_in_4bit is refused
     assert ft.main([a for a in argv if a != "--load_in_4bit"]
                    + ["--resume", str(out / "checkpoint-1")]) == 2  # fmt: skip
+
+
+def test_what_ranks_skipped_is_merged_once_each_in_step_order() -> None:
+    from LLaVA_Experiments.training import merge_skipped
+
+    norm = {"step": 3, "why": "gradient norm nan"}  # every rank records the same step
+    rank0 = [{"id": "b", "step": 2, "why": "no labelled token"}, norm]
+    rank1 = [{"id": "a", "step": 2, "why": "loss nan"}, norm, {"id": "c", "step": 1, "why": "x"}]
+    merged = merge_skipped([rank0, rank1])
+    assert merged == [rank1[2], rank1[0], rank0[0], norm]
+    assert merge_skipped([merged, merged]) == merged  # a resumed run restores the merged list
