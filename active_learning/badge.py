@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from active_learning.selection import fill_shares
+
 
 def gradient_embeddings(inputs: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """``(p - y_hat) * [x, 1]`` for each row x of ``inputs`` [N, D] and P(positive) ``probs``
@@ -71,16 +73,11 @@ def _squared_distances(embeddings: np.ndarray, norms: np.ndarray, centre: int) -
 
 
 def class_quotas(counts: Sequence[int], k: int, rng: np.random.Generator) -> list[int]:
-    """How many of a ``k`` query each class gives (a class has ``counts[c]`` candidates): an
-    equal share each; the rest one at a time to classes with candidates left, in a random
-    order; a short class gives all it has and the others fill the query."""
-    quotas = [min(k // max(len(counts), 1), c) for c in counts]
-    order = rng.permutation(len(counts))
-    while sum(quotas) < min(k, sum(counts)):
-        for c in order:
-            if quotas[c] < counts[c] and sum(quotas) < k:
-                quotas[c] += 1
-    return quotas
+    """How many of a ``k`` query each class gives (a class has ``counts[c]`` candidates): the
+    balanced query's rule (:func:`~active_learning.selection.fill_shares`) with no scores to
+    tell the classes apart, so the extra picks go to classes in a random order; a short class
+    gives all it has and the others fill the query."""
+    return fill_shares([np.zeros(count) for count in counts], k, rng)
 
 
 def badge_query(

@@ -104,6 +104,19 @@ def _checked(probs: np.ndarray, rows: np.ndarray, passes: int | None) -> np.ndar
     return probs
 
 
+def _readable_chunks(
+    scan: PoolScan, pool_size: int, unreadable: Unreadable | None, found: list[np.ndarray]
+) -> Iterator[np.ndarray]:
+    """The scan's chunks without the items ``unreadable`` reports (noted in ``found``)."""
+    for rows in scan.chunks(pool_size):
+        if unreadable is not None:
+            bad = np.asarray(unreadable(rows), dtype=bool)
+            found.append(rows[bad])
+            rows = rows[~bad]
+        if rows.size:
+            yield rows
+
+
 class _Scan:
     """The chunks of one query with their probabilities: read once, or twice when the score
     needs the plain score's range first (a single chunk is kept, not computed again)."""
@@ -125,14 +138,10 @@ class _Scan:
     def first(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every chunk with its probabilities, the unreadable items left out (and noted)."""
         self._last, self._count = None, 0
-        for rows in self.scan.chunks(self.request.labels.size):
-            if self.unreadable is not None:
-                bad = np.asarray(self.unreadable(rows), dtype=bool)
-                self.found.append(rows[bad])
-                rows = rows[~bad]
-            if rows.size:
-                self._last, self._count = (rows, self._probs(rows)), self._count + 1
-                yield self._last
+        pool_size = self.request.labels.size
+        for rows in _readable_chunks(self.scan, pool_size, self.unreadable, self.found):
+            self._last, self._count = (rows, self._probs(rows)), self._count + 1
+            yield self._last
 
     def again(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The same chunks once more (after :meth:`first` has run to its end)."""
@@ -245,8 +254,8 @@ def stream_query(
         scores, classes = _chunk_scores(request, rows, probs, bounds)
         keys = tie_keys(tie_seed, rows)
         if mode == "softrank":
-            every.append((rows, scores, keys, np.zeros(rows.size, np.int64) if classes is None
-                          else np.asarray(classes)))  # fmt: skip
+            classes = np.zeros(rows.size, np.int64) if classes is None else classes
+            every.append((rows, scores, keys, classes))
             continue
         ranked = scores
         if mode in ("power", "softmax"):
@@ -263,8 +272,7 @@ def stream_query(
     if mode == "softrank" and everyone:
         merged = _softrank(everyone, request, sample_seed)
     chosen, chosen_scores = merged.result(select_rng)
-    unread = np.sort(np.concatenate(found)) if found else NO_INDICES
-    return StreamedQuery(chosen, chosen_scores, unread.astype(np.int64))
+    return StreamedQuery(chosen, chosen_scores, _sorted(found))
 
 
 def _badge(
@@ -279,14 +287,9 @@ def _badge(
     every candidate are held for the k-means++ seeding)."""
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     found: list[np.ndarray] = []
-    for rows in scan.chunks(request.labels.size):
-        if unreadable is not None:
-            bad = np.asarray(unreadable(rows), dtype=bool)
-            found.append(rows[bad])
-            rows = rows[~bad]
-        if rows.size:
-            inputs, probs = head_inputs(rows)
-            parts.append((rows, np.asarray(inputs), np.asarray(probs, dtype=np.float64)))
+    for rows in _readable_chunks(scan, request.labels.size, unreadable, found):
+        inputs, probs = head_inputs(rows)
+        parts.append((rows, np.asarray(inputs), np.asarray(probs, dtype=np.float64)))
     gathered = gather_all((parts, found))
     everything = [part for rank_parts, _ in gathered for part in rank_parts]
     unread = [rows for _, rank_found in gathered for rows in rank_found]
@@ -299,7 +302,7 @@ def _badge(
     probs = np.concatenate([p[2] for p in everything])[order]
     classes = None
     if request.balanced:
-        classes = (probs >= 0.5).astype(np.int64) if request.label_free else request.labels[rows]
+        classes = predicted_labels(probs[None, :]) if request.label_free else request.labels[rows]
     chosen = badge_query(inputs, probs, request.query, rng, classes)
     norms = np.linalg.norm(gradient_embeddings(inputs[chosen], probs[chosen]), axis=1)
     return StreamedQuery(rows[chosen], norms, _sorted(unread))

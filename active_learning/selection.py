@@ -83,7 +83,7 @@ def _class_values(classes: np.ndarray) -> np.ndarray:
     return np.unique(classes)
 
 
-def _fill_shares(ranked: list[np.ndarray], k: int, rng: np.random.Generator) -> list[int]:
+def fill_shares(ranked: list[np.ndarray], k: int, rng: np.random.Generator) -> list[int]:
     """How many of each class's ranked scores (best first) a balanced query of ``k`` takes: an
     equal share each; the rest one at a time to the class whose next candidate scores higher
     (ties between classes in a random order); a short class gives all it has."""
@@ -101,7 +101,7 @@ def balanced_top_k(
     scores: np.ndarray, classes: np.ndarray, k: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Positions of ``k`` candidates, an equal share from each class present, each share the
-    top scores of its class; best first (see :func:`_fill_shares` for odd shares)."""
+    top scores of its class; best first (see :func:`fill_shares` for odd shares)."""
     scores = _check_scores(scores)
     classes = np.asarray(classes)
     if classes.shape != scores.shape:
@@ -189,7 +189,7 @@ class RunningSelection:
         ranked = []  # each class's kept candidates, best first (as _keep left them)
         for value in _class_values(self.classes):
             ranked.append(np.flatnonzero(self.classes == value))
-        taken = _fill_shares([self.scores[r] for r in ranked], self.k, rng)
+        taken = fill_shares([self.scores[r] for r in ranked], self.k, rng)
         chosen = np.concatenate([r[:t] for r, t in zip(ranked, taken, strict=True)])
         chosen = chosen[np.lexsort((self.keys[chosen], -self.scores[chosen]))]
         return self.rows[chosen], self.reported[chosen]
