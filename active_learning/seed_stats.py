@@ -68,7 +68,7 @@ class StrategySummary:
     seeds: list[int]
     aulc_mean: float
     aulc_std: float
-    reached: int  # seeds that reached the target
+    reached: int | None  # seeds that reached the target (None: no target given)
     labels_to_reach_mean: float | None  # over the seeds that reached it
     wins_vs_uniform: int | None  # seeds with a higher AULC than uniform's on the same seed
     paired_seeds: int | None
@@ -97,7 +97,7 @@ def summarize(
     for strategy, by_seed in curves.items():
         seeds = sorted(by_seed)
         values = [areas[strategy][seed] for seed in seeds]
-        needed = [labels_to_reach(*by_seed[s], target) for s in seeds] if target else []
+        needed = [labels_to_reach(*by_seed[s], target) for s in seeds] if target is not None else []
         reached = [n for n in needed if n is not None]
         wins = paired = p_value = None
         baseline = areas.get(BASELINE, {})
@@ -109,7 +109,7 @@ def summarize(
         summaries.append(
             StrategySummary(
                 strategy, seeds, float(np.mean(values)), float(np.std(values, ddof=1))
-                if len(values) > 1 else 0.0, len(reached),
+                if len(values) > 1 else 0.0, len(reached) if target is not None else None,
                 float(np.mean(reached)) if reached else None, wins, paired, p_value,
             )
         )  # fmt: skip

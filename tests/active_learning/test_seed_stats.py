@@ -77,6 +77,7 @@ def test_summary_per_strategy() -> None:
     assert (bald.wins_vs_uniform, bald.paired_seeds) == (4, 5)
     assert uniform.wins_vs_uniform is None and uniform.p_value_vs_uniform is None
     assert bald.reached == 4 and bald.labels_to_reach_mean == 30.0
+    assert all(s.reached is None for s in summarize(data))  # no target: nothing to reach
 
 
 def write_run(folder: Path, strategy: str, seed: int, label_free: bool, offset: float) -> Path:
