@@ -199,8 +199,12 @@ def score_images(
         if not decoded:
             continue
         batch = torch.stack([eval_view(image, transform) for image in decoded])
-        with torch.no_grad():
-            probs = torch.sigmoid(detector(batch.to(device))).cpu().tolist()
+        maps = heatmaps.explain_batch(decoded, batch) if heatmaps is not None else None
+        if maps is not None:  # Grad-CAM's forward pass gave the logits: not run twice
+            probs = [item.prob_fake for item in maps]
+        else:
+            with torch.no_grad():
+                probs = torch.sigmoid(detector(batch.to(device))).cpu().tolist()
         scored = []
         for path, prob in zip(paths, probs, strict=True):
             verdict = "fake" if prob >= threshold else "real"
@@ -209,7 +213,7 @@ def score_images(
             )
             print(f"{prob:.4f}  {verdict:4s}  {path}")
         if heatmaps is not None:
-            heatmaps.add(paths, decoded, scored)
+            heatmaps.add(paths, decoded, scored, maps)
         results += scored
     return results
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from rfd_common.files import atomic_write_text
@@ -20,7 +21,7 @@ from rfd_common.tables import csv_text
 from UniversalFakeDetect.data.transforms import TransformConfig
 from UniversalFakeDetect.heatmaps.gradcam import GradCamExplainer
 from UniversalFakeDetect.heatmaps.output import unique_name, write_heatmap
-from UniversalFakeDetect.heatmaps.pipeline import image_heatmaps
+from UniversalFakeDetect.heatmaps.pipeline import ImageHeatmap, image_heatmaps
 
 INDEX_NAME = "heatmaps.csv"
 INDEX_FIELDS = (
@@ -43,11 +44,25 @@ class HeatmapFolder:
         self.rows: list[list[Any]] = []
         self.grid: tuple[int, int] | None = None
 
+    def explain_batch(
+        self, images: Sequence[Image.Image], batch: torch.Tensor | None = None
+    ) -> list[ImageHeatmap]:
+        """The heat maps of one batch (``batch``: the images' test views, if already made);
+        each carries the detector's P(fake), from the same forward pass."""
+        return image_heatmaps(
+            self.explainer, images, self.transform, self.explain, self.threshold, batch
+        )
+
     def add(
-        self, paths: Sequence[Path], images: Sequence[Image.Image], records: Sequence[dict]
+        self,
+        paths: Sequence[Path],
+        images: Sequence[Image.Image],
+        records: Sequence[dict],
+        maps: Sequence[ImageHeatmap] | None = None,
     ) -> None:
-        """Explain one scored batch; each record gains ``heatmap`` (the overlay's path)."""
-        maps = image_heatmaps(self.explainer, images, self.transform, self.explain, self.threshold)
+        """Write the heat maps of one scored batch (``maps`` from :meth:`explain_batch`, made
+        here when not given); each record gains ``heatmap`` (the overlay's path)."""
+        maps = self.explain_batch(images) if maps is None else maps
         for path, image, record, item in zip(paths, images, records, maps, strict=True):
             name = unique_name(Path(path).name, self.used)
             png, npy = write_heatmap(self.folder / name, image, item.heat, item.box)

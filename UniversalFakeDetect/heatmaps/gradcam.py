@@ -33,10 +33,10 @@ class LogitModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         detector = self.detector
-        x = (images - detector.mean) / detector.std
-        if not x.requires_grad:  # a frozen backbone: the target's output must carry gradients
+        x = detector.normalise(images)
+        if not x.requires_grad:  # frozen weights: the target's output must carry gradients
             x = x.detach().requires_grad_(True)
-        return detector.fc(detector.backbone(x).float()).squeeze(1)
+        return detector.head(detector.backbone(x).float())
 
 
 class _ClassTarget:
@@ -88,7 +88,9 @@ class GradCamExplainer:
 
     def __init__(self, detector: Detector) -> None:
         self.target = find_target(detector)
-        self.detector = detector.eval()
+        # only the target layer's gradients are used: none for the weights (a fine-tuned
+        # backbone would otherwise compute and store a gradient for every one of them)
+        self.detector = detector.eval().requires_grad_(False)
         self.model = LogitModel(detector)
 
     def __call__(

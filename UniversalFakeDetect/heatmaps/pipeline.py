@@ -50,12 +50,15 @@ def image_heatmaps(
     transform: TransformConfig,
     explain: str = "verdict",
     threshold: float = 0.5,
+    batch: torch.Tensor | None = None,
 ) -> list[ImageHeatmap]:
-    """Heat maps of decoded RGB ``images``, seen through the test view ``transform``."""
+    """Heat maps of decoded RGB ``images``, seen through the test view ``transform`` (``batch``:
+    their views when the caller has them already)."""
     if not images:
         return []
-    device = explainer.detector.mean.device
-    batch = torch.stack([eval_view(image, transform) for image in images]).to(device)
+    if batch is None:
+        batch = torch.stack([eval_view(image, transform) for image in images])
+    batch = batch.to(explainer.detector.mean.device)
     return place_results(explainer(batch, explain, threshold), images, transform)
 
 

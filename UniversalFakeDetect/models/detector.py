@@ -44,9 +44,13 @@ class Detector(nn.Module):
             self.backbone.eval()
         return self
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] as the backbone takes them (its mean and std)."""
+        return (images - self.mean) / self.std
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, width] of images in [0, 1]."""
-        x = (images - self.mean) / self.std
+        x = self.normalise(images)
         if self.fix_backbone:
             with torch.no_grad():
                 return self.backbone(x).float()

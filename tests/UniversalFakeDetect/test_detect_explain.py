@@ -60,6 +60,12 @@ def test_explain_writes_one_overlay_per_image(
         index = {row["path"]: row for row in csv.DictReader(handle)}
     results = {r["path"]: r for r in json.loads(verdicts.read_text())}
     assert results[str(tmp_path / "a" / "broken.jpg")]["heatmap"] is None
+    plain = tmp_path / "plain.json"  # the same files scored without --explain
+    assert detect.main([*argv[:4], "--output", str(plain), "--gpu_ids", "-1"]) == 0
+    for record in json.loads(plain.read_text()):
+        if record["prob_fake"] is not None:  # P(fake) from Grad-CAM's pass = a plain pass
+            assert results[record["path"]]["prob_fake"] == pytest.approx(record["prob_fake"])
+            assert float(index[record["path"]]["prob_fake"]) == pytest.approx(record["prob_fake"])
     for path in images:
         row, result = index[str(path)], results[str(path)]
         assert result["heatmap"] == str(out / row["overlay"])
