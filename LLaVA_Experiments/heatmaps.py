@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from datagen.manifest import ManifestRow
-from LLaVA_Experiments.images import load_image
+from UniversalFakeDetect.data.datasets import read_image
 from UniversalFakeDetect.heatmaps.output import write_heatmap
 from UniversalFakeDetect.heatmaps.pipeline import CheckpointExplainer, image_heatmaps
 
@@ -31,8 +31,10 @@ class RowHeatmaps:
         self.loaded, self.root, self.out = loaded, Path(root), Path(out)
 
     def __call__(self, rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
-        """One dict of :data:`RECORD_FIELDS` per row, in order."""
-        images = [load_image(self.root, row.path) for row in rows]
+        """One dict of :data:`RECORD_FIELDS` per row, in order. The images are decoded as the
+        detector's data loading decodes them (``read_image``: 16-bit images scaled, not
+        clipped), which LLaVA's own decoding does not do."""
+        images = [read_image(self.root / row.path) for row in rows]
         maps = image_heatmaps(self.loaded.explainer, images, self.loaded.transform)
         fields = []
         for row, image, item in zip(rows, images, maps, strict=True):
